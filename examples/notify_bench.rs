@@ -1,0 +1,349 @@
+//! Does notification work touch request latency? Runs taskwire in-process twice on a fresh
+//! SQLite database — once with notifications off, once with `WEBHOOK_URL` pointing at an
+//! in-process receiver that takes 2 s per request — and in each run sends PATCH
+//! `/api/tasks/{id}` at a fixed rate (open loop: each request starts at its scheduled time and
+//! its latency is measured from that time), then prints both latency distributions, the ratio
+//! of their p99s, and the outbox backlog left by the slow receiver with its drain rate.
+//!
+//! Run: `cargo run --release --example notify_bench` (add `-- --json` for one JSON object,
+//! `-- --help` for the knobs). Loopback only; bounded in time (about 2 × seconds + drain).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use clap::Parser;
+use serde_json::{Value, json};
+use taskwire::domain::notification::Status;
+use taskwire::store::Store;
+use taskwire::{Application, Settings};
+use tokio::sync::{Semaphore, oneshot};
+
+/// REST update latency with notifications off vs. going to a slow webhook receiver.
+#[derive(Parser, Debug, Clone)]
+struct Args {
+    /// Updates per second.
+    #[arg(long, default_value_t = 200)]
+    rate: u32,
+    /// Seconds of load per run.
+    #[arg(long, default_value_t = 10)]
+    seconds: u32,
+    /// Tasks the updates are spread over.
+    #[arg(long, default_value_t = 100)]
+    tasks: usize,
+    /// How long the receiver takes per request, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    receiver_delay_ms: u64,
+    /// Requests the receiver works on at once (more wait their turn).
+    #[arg(long, default_value_t = 16)]
+    receiver_concurrency: usize,
+    /// NOTIFY_CONCURRENCY for taskwire.
+    #[arg(long, default_value_t = 8)]
+    notify_concurrency: usize,
+    /// Seconds to watch the backlog drain after the slow run.
+    #[arg(long, default_value_t = 5)]
+    drain_seconds: u64,
+    /// Print one JSON object instead of the summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Latency summary of one run, in milliseconds.
+#[derive(Debug, Clone)]
+struct Summary {
+    count: usize,
+    errors: usize,
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+    mean: f64,
+}
+
+impl Summary {
+    fn of(mut latencies: Vec<Duration>, errors: usize) -> Summary {
+        latencies.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let at = |q: f64| {
+            if latencies.is_empty() {
+                return 0.0;
+            }
+            // Nearest rank, as HdrHistogram reports it.
+            let rank = ((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len());
+            ms(latencies[rank - 1])
+        };
+        let mean = if latencies.is_empty() {
+            0.0
+        } else {
+            latencies.iter().map(|d| ms(*d)).sum::<f64>() / latencies.len() as f64
+        };
+        Summary {
+            count: latencies.len(),
+            errors,
+            p50: at(0.50),
+            p90: at(0.90),
+            p99: at(0.99),
+            max: latencies.last().map_or(0.0, |d| ms(*d)),
+            mean,
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "count": self.count, "errors": self.errors, "p50_ms": self.p50, "p90_ms": self.p90,
+            "p99_ms": self.p99, "max_ms": self.max, "mean_ms": self.mean,
+        })
+    }
+}
+
+/// What the slow receiver saw and what the outbox held.
+#[derive(Debug, Clone, Default)]
+struct Backlog {
+    pending: i64,
+    failed: i64,
+    delivered: i64,
+    dead: i64,
+    received_during_load: u64,
+    drained_per_second: f64,
+}
+
+impl Backlog {
+    fn json(&self) -> Value {
+        let open = self.pending + self.failed;
+        json!({
+            "pending": self.pending, "failed": self.failed, "delivered": self.delivered,
+            "dead": self.dead, "received_during_load": self.received_during_load,
+            "drained_per_second": self.drained_per_second,
+            "seconds_to_drain": (self.drained_per_second > 0.0)
+                .then(|| open as f64 / self.drained_per_second),
+        })
+    }
+}
+
+/// A webhook receiver that answers 200 after `delay`, working on at most `concurrency`
+/// requests at once.
+async fn slow_receiver(delay: Duration, concurrency: usize) -> (SocketAddr, Arc<AtomicU64>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answered = Arc::new(AtomicU64::new(0));
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let count = answered.clone();
+    let app = Router::new().fallback(move || {
+        let (slots, count) = (slots.clone(), count.clone());
+        async move {
+            let _slot = slots.acquire().await.unwrap();
+            tokio::time::sleep(delay).await;
+            count.fetch_add(1, Ordering::Relaxed);
+            "ok"
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, answered)
+}
+
+struct Running {
+    base: String,
+    db_url: String,
+    stop: oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(webhook: Option<SocketAddr>, args: &Args) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::defaults();
+    settings.port = 0;
+    settings.host = "127.0.0.1".parse().unwrap();
+    settings.database_url = format!("sqlite://{}/bench.db", dir.path().display());
+    settings.rest_rate_limit = 0;
+    settings.shutdown_timeout_seconds = 1;
+    settings.jwt_secret = None;
+    settings.smtp_url = None;
+    settings.webhook_url = webhook
+        .map(|a| vec![format!("http://{a}/hook")])
+        .unwrap_or_default();
+    settings.webhook_secret = Some(
+        "whsec_dGFza3dpcmUgYmVuY2ggc2VjcmV0IGtleQ=="
+            .parse()
+            .unwrap(),
+    );
+    settings.notify_concurrency = args.notify_concurrency;
+    let db_url = settings.database_url.clone();
+    let app = Application::build(settings).await.expect("taskwire starts");
+    let base = format!("http://{}", app.local_addr());
+    let (stop, rx) = oneshot::channel();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = rx.await;
+    }));
+    Running {
+        base,
+        db_url,
+        stop,
+        server,
+        _dir: dir,
+    }
+}
+
+/// Creates the tasks, then sends `rate × seconds` updates open-loop.
+async fn load(base: &str, args: &Args) -> Summary {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
+    let mut ids = Vec::with_capacity(args.tasks);
+    for i in 0..args.tasks {
+        let task: Value = http
+            .post(format!("{base}/api/tasks"))
+            .json(&json!({"title": format!("bench task {i}")}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(task["id"].as_str().unwrap().to_owned());
+    }
+    let total = args.rate as usize * args.seconds as usize;
+    let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1)));
+    let begin = Instant::now() + Duration::from_millis(100);
+    let mut handles = Vec::with_capacity(total);
+    for i in 0..total {
+        let scheduled = begin + interval * i as u32;
+        tokio::time::sleep_until(scheduled.into()).await;
+        let request = http
+            .patch(format!("{base}/api/tasks/{}", ids[i % ids.len()]))
+            .json(&json!({"description": format!("update {i}")}));
+        handles.push(tokio::spawn(async move {
+            let ok = matches!(request.send().await, Ok(r) if r.status().is_success());
+            (scheduled.elapsed(), ok)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    let mut errors = 0;
+    for handle in handles {
+        let (latency, ok) = handle.await.unwrap();
+        if ok {
+            latencies.push(latency);
+        } else {
+            errors += 1;
+        }
+    }
+    Summary::of(latencies, errors)
+}
+
+async fn backlog(store: &Arc<dyn Store>) -> Backlog {
+    let mut out = Backlog::default();
+    for (status, n) in store.outbox().backlog().await.unwrap() {
+        match status {
+            Status::Pending => out.pending = n,
+            Status::Failed => out.failed = n,
+            Status::Delivered => out.delivered = n,
+            Status::Dead => out.dead = n,
+        }
+    }
+    out
+}
+
+async fn stop(run: Running) {
+    let _ = run.stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), run.server).await;
+}
+
+fn line(name: &str, s: &Summary) -> String {
+    format!(
+        "{name:<15} {:>6} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>6}",
+        s.count, s.p50, s.p90, s.p99, s.max, s.mean, s.errors
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    // Settings::defaults() reads the environment; keep a stray WEBHOOK_URL etc. out of the
+    // "off" run.
+    for var in ["WEBHOOK_URL", "SMTP_URL", "JWT_SECRET", "DATABASE_URL"] {
+        if std::env::var_os(var).is_some() {
+            eprintln!("notify_bench: ignoring {var} from the environment");
+        }
+    }
+
+    let off_run = start(None, &args).await;
+    let off = load(&off_run.base, &args).await;
+    stop(off_run).await;
+
+    let delay = Duration::from_millis(args.receiver_delay_ms);
+    let (receiver, answered) = slow_receiver(delay, args.receiver_concurrency).await;
+    let slow_run = start(Some(receiver), &args).await;
+    let slow = load(&slow_run.base, &args).await;
+    let store = taskwire::store::connect(&slow_run.db_url, 2).await.unwrap();
+    let mut after = backlog(&store).await;
+    after.received_during_load = answered.load(Ordering::Relaxed);
+    let drain_start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.drain_seconds)).await;
+    let later = backlog(&store).await;
+    after.drained_per_second =
+        (later.delivered - after.delivered) as f64 / drain_start.elapsed().as_secs_f64();
+    store.close().await;
+    stop(slow_run).await;
+
+    let ratio = if off.p99 > 0.0 {
+        slow.p99 / off.p99
+    } else {
+        0.0
+    };
+    if args.json {
+        let out = json!({
+            "rate_per_second": args.rate,
+            "seconds": args.seconds,
+            "receiver_delay_ms": args.receiver_delay_ms,
+            "notify_concurrency": args.notify_concurrency,
+            "off": off.json(),
+            "slow_receiver": slow.json(),
+            "p99_ratio": ratio,
+            "backlog_after_load": after.json(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap());
+        return;
+    }
+    println!(
+        "notify_bench: {} PATCH /api/tasks/{{id}} per run at {}/s for {} s (SQLite, loopback, {} build)",
+        args.rate as usize * args.seconds as usize,
+        args.rate,
+        args.seconds,
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+    println!(
+        "{:<15} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6}",
+        "latency (ms)", "n", "p50", "p90", "p99", "max", "mean", "errors"
+    );
+    println!("{}", line("notifications off", &off));
+    println!("{}", line("slow receiver", &slow));
+    println!(
+        "p99 slow/off: {ratio:.2} (target ≤ 1.2); p99 with the slow receiver: {:.2} ms (target < 10 ms)",
+        slow.p99
+    );
+    let open = after.pending + after.failed;
+    println!(
+        "outbox after the slow run: {} pending, {} failed, {} delivered, {} dead \
+         (the receiver had answered {} during the load)",
+        after.pending, after.failed, after.delivered, after.dead, after.received_during_load
+    );
+    let expected = args.notify_concurrency.min(args.receiver_concurrency) as f64
+        / delay.as_secs_f64().max(0.001);
+    if after.drained_per_second > 0.0 {
+        println!(
+            "draining at {:.1}/s over {} s (receiver pace: {expected:.1}/s) → about {:.0} s to empty",
+            after.drained_per_second,
+            args.drain_seconds,
+            open as f64 / after.drained_per_second
+        );
+    } else {
+        println!("nothing drained in {} s", args.drain_seconds);
+    }
+}

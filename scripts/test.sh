@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints, Rust unit + integration tests (on
+# SQLite and on the Postgres at 127.0.0.1:5432), then the client-compatibility suites with the
+# real socket.io clients from npm and PyPI. Installs what those need (npm ci, a Python venv).
+#
+#   scripts/test.sh
+#
+# Needs: Rust toolchain, Node 20 + npm, Python 3.11, PostgreSQL reachable as
+# postgres://postgres@127.0.0.1:5432/test (override with TEST_POSTGRES_URL).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+echo "==> cargo fmt --check" >&2
+cargo fmt --all -- --check
+
+echo "==> cargo clippy --all-targets -- -D warnings" >&2
+cargo clippy --all-targets --quiet -- -D warnings
+
+echo "==> cargo test" >&2
+cargo test --all-targets --quiet
+
+echo "==> load generator smoke run (50 clients)" >&2
+cargo build --bin taskwire --quiet
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/taskwire"
+benches/smoke.sh "$BIN"
+
+echo "==> client compatibility suites" >&2
+TASKWIRE_BIN="$BIN" scripts/test-clients.sh
+
+echo "==> browser suite" >&2
+TASKWIRE_BIN="$BIN" scripts/test-browser.sh

@@ -1,0 +1,277 @@
+//! Assembly: [`Taskwire`] wires store, hub, service, Socket.IO and routes into one router that
+//! can be mounted in any axum app; [`Application`] adds a listener and the shutdown sequence
+//! for the `taskwire` binary and for tests (port 0).
+//!
+//! Shutdown sequence: stop readiness and long-lived streams (cancel token), close Socket.IO
+//! sockets cleanly, let axum finish in-flight requests, stop background tasks, close the pool —
+//! all within `SHUTDOWN_TIMEOUT_SECONDS`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use socketioxide::SocketIo;
+use socketioxide::layer::SocketIoLayer;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Authenticator;
+use crate::config::Settings;
+use crate::domain::error::{Error, Result};
+use crate::domain::service::TaskService;
+use crate::http::{self, AppState};
+use crate::notify::{self, Dispatcher};
+use crate::ratelimit::KeyedLimit;
+use crate::realtime::presence::Presence;
+use crate::realtime::socket::{self, SocketContext};
+use crate::realtime::{hub::Hub, retention};
+use crate::store::{self, Store};
+use crate::telemetry;
+
+/// Connection bursts (a deploy reconnecting thousands of tabs) need more than tokio's 128.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A running taskwire instance without a listener: mount [`Taskwire::router`] anywhere.
+pub struct Taskwire {
+    settings: Arc<Settings>,
+    store: Arc<dyn Store>,
+    io: SocketIo,
+    layer: Option<SocketIoLayer>,
+    service: TaskService,
+    hub: Arc<Hub>,
+    auth: Arc<Authenticator>,
+    presence: Arc<Presence>,
+    rest_limit: Arc<KeyedLimit>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Taskwire {
+    /// Connects to the database (migrating it) and starts the background tasks.
+    pub async fn new(settings: Settings) -> Result<Self> {
+        let store =
+            store::connect(&settings.database_url, settings.database_max_connections).await?;
+        Self::with_store(settings, store).await
+    }
+
+    /// Like [`Taskwire::new`] over an already opened store.
+    pub async fn with_store(settings: Settings, store: Arc<dyn Store>) -> Result<Self> {
+        telemetry::prometheus();
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let settings = Arc::new(settings);
+        let (layer, io) = SocketIo::builder()
+            .max_payload(settings.body_limit as u64)
+            .max_buffer_size(settings.socket_buffer)
+            .build_layer();
+        let hub = Hub::start(
+            io.clone(),
+            store.clone(),
+            shutdown.clone(),
+            &tracker,
+            &settings.event_style,
+        )
+        .await?;
+        let outbox_ready = Arc::new(tokio::sync::Notify::new());
+        let dispatcher = Dispatcher::new(&settings, store.clone(), outbox_ready.clone())?;
+        let service = TaskService::new(store.clone(), hub.clone())
+            .with_notifications(notify::plan(&settings), outbox_ready);
+        let auth = Arc::new(Authenticator::from_settings(&settings));
+        if !auth.required() {
+            tracing::warn!(
+                "JWT_SECRET is not set: authentication is OFF and every caller shares the \
+                 `default` workspace. Set JWT_SECRET before exposing taskwire to anyone."
+            );
+        }
+        let presence = Arc::new(Presence::default());
+        socket::register(
+            &io,
+            SocketContext {
+                service: service.clone(),
+                hub: hub.clone(),
+                auth: auth.clone(),
+                presence: presence.clone(),
+                commands_per_second: settings.socket_rate_limit,
+            },
+        );
+        let rest_limit = Arc::new(KeyedLimit::per_second(settings.rest_rate_limit));
+        tracker.spawn(dispatcher.run(shutdown.clone(), tracker.clone()));
+        tracker.spawn(retention::run(
+            store.clone(),
+            settings.clone(),
+            shutdown.clone(),
+        ));
+        Ok(Taskwire {
+            settings,
+            store,
+            io,
+            layer: Some(layer),
+            service,
+            hub,
+            auth,
+            presence,
+            rest_limit,
+            shutdown,
+            tracker,
+        })
+    }
+
+    /// The full router (REST, SSE, Socket.IO, ops). Call once: the Socket.IO layer moves into it.
+    pub fn router(&mut self) -> Router {
+        let state = AppState {
+            service: self.service.clone(),
+            settings: self.settings.clone(),
+            shutdown: self.shutdown.clone(),
+            hub: self.hub.clone(),
+            auth: self.auth.clone(),
+            rest_limit: self.rest_limit.clone(),
+            presence: self.presence.clone(),
+        };
+        let layer = self.layer.take().expect(
+            "Taskwire::router is called once; the Socket.IO layer cannot be shared by two routers",
+        );
+        http::router(state, layer)
+    }
+
+    /// The task service, for apps that change tasks from their own code.
+    pub fn service(&self) -> &TaskService {
+        &self.service
+    }
+
+    /// The Socket.IO handle, for apps that emit their own events.
+    pub fn io(&self) -> &SocketIo {
+        &self.io
+    }
+
+    /// Begins shutting down: readiness turns false and long-lived streams end.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Disconnects every socket, stops background tasks and closes the database, waiting at
+    /// most the shutdown timeout for background tasks.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.io.close().await;
+        self.tracker.close();
+        if tokio::time::timeout(self.settings.shutdown_timeout(), self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks did not stop in time");
+        }
+        self.store.close().await;
+    }
+}
+
+/// The taskwire server: a bound listener plus a [`Taskwire`].
+pub struct Application {
+    listener: TcpListener,
+    taskwire: Taskwire,
+}
+
+impl Application {
+    /// Binds `HOST:PORT` (port 0 picks a free one) and builds the app.
+    pub async fn build(settings: Settings) -> Result<Self> {
+        let addr = SocketAddr::new(settings.host, settings.port);
+        let listener =
+            bind(addr).map_err(|e| Error::Unavailable(format!("cannot listen on {addr}: {e}")))?;
+        let taskwire = Taskwire::new(settings).await?;
+        Ok(Application { listener, taskwire })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound TCP listener always has a local address")
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// Serves until `signal` resolves, then shuts down gracefully within the configured time.
+    pub async fn run_until_stopped(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Application {
+            listener,
+            mut taskwire,
+        } = self;
+        let router = taskwire.router();
+        let deadline = taskwire.settings.shutdown_timeout();
+        let stop = CancellationToken::new();
+        let (io, token) = (taskwire.io.clone(), taskwire.shutdown.clone());
+        let stopping = stop.clone();
+        tokio::spawn(async move {
+            signal.await;
+            tracing::info!("shutting down");
+            token.cancel();
+            io.close().await;
+            stopping.cancel();
+        });
+        let graceful = stop.clone();
+        let serve = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { graceful.cancelled().await });
+        let served = tokio::select! {
+            res = serve.into_future() => res,
+            () = async { stop.cancelled().await; tokio::time::sleep(deadline).await } => {
+                tracing::warn!("in-flight requests did not finish within the shutdown timeout");
+                Ok(())
+            }
+        };
+        taskwire.shutdown().await;
+        tracing::info!("stopped");
+        served
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called (not when
+/// the future is first polled), so a signal that arrives right after start-up is not lost to
+/// the default action; call it before announcing that the server listens.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {},
+                        _ = int.recv() => {},
+                    }
+                }
+                (term, int) => {
+                    tracing::error!(term = ?term.err(), int = ?int.err(), "cannot install signal handlers");
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,93 @@
+//! HTTP: one `router()` per resource, merged here with the cross-cutting layers (tracing,
+//! metrics, CORS, body limit, timeout) and the Socket.IO layer on the same router.
+//!
+//! Layout: `tasks.rs` (task resource), `legacy.rs` (`POST /update_task`), `presence.rs`
+//! (socket stats), `notifications.rs` (the outbox), `caller.rs` (who is calling), `health.rs` (ops endpoints), `extract.rs` (body and
+//! header extractors), `error.rs` (error → response), `middleware.rs` (metrics, CORS, 404s).
+
+mod board;
+mod caller;
+mod error;
+mod extract;
+mod health;
+mod legacy;
+mod middleware;
+mod notifications;
+mod presence;
+mod tasks;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use socketioxide::layer::SocketIoLayer;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+
+pub use error::status_of;
+
+pub use tasks::query_pairs;
+
+pub use caller::{Caller, Writer, bearer, bearer_header, query_token};
+
+use crate::auth::Authenticator;
+use crate::config::Settings;
+use crate::domain::service::TaskService;
+use crate::ratelimit::KeyedLimit;
+use crate::realtime::hub::Hub;
+use crate::realtime::presence::Presence;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The task service.
+    pub service: TaskService,
+    /// Settings, parsed once.
+    pub settings: Arc<Settings>,
+    /// Cancelled when the server begins shutting down.
+    pub shutdown: CancellationToken,
+    /// Live event fan-out, for SSE subscriptions.
+    pub hub: Arc<Hub>,
+    /// Verifies bearer tokens.
+    pub auth: Arc<Authenticator>,
+    /// REST write limit per caller.
+    pub rest_limit: Arc<KeyedLimit>,
+    /// Who is connected and which task rooms they are in.
+    pub presence: Arc<Presence>,
+}
+
+/// The complete HTTP surface: REST, ops endpoints and Socket.IO (through `socketio`).
+pub fn router(state: AppState, socketio: SocketIoLayer) -> Router {
+    let settings = state.settings.clone();
+    let rest = Router::new()
+        .merge(tasks::router())
+        .merge(legacy::router())
+        .merge(presence::router())
+        .merge(notifications::router())
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(middleware::timed_out))
+                .timeout(settings.request_timeout()),
+        );
+    let mut routes = Router::new()
+        .merge(rest)
+        .merge(crate::realtime::sse::router())
+        .merge(health::router());
+    if settings.board {
+        routes = routes.merge(board::router());
+    }
+    routes
+        .fallback(middleware::not_found)
+        .method_not_allowed_fallback(middleware::method_not_allowed)
+        .layer(axum::middleware::from_fn(middleware::track))
+        .layer(DefaultBodyLimit::max(settings.body_limit))
+        .with_state(state)
+        .layer(socketio)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(middleware::OriginPolicy::new(&settings)),
+            middleware::guard_socket_origin,
+        ))
+        .layer(middleware::cors(&settings))
+        .layer(middleware::trace())
+}

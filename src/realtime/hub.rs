@@ -1,0 +1,410 @@
+//! The hub: takes committed events from the service (in whatever order their transactions
+//! finished publishing), puts each workspace's events back in `seq` order, and fans them out:
+//! to the workspace's Socket.IO room (one argument), to sockets that asked for sequence numbers
+//! (two arguments), and to SSE subscribers. A gap that does not fill itself quickly (a
+//! publisher that stalled or died after commit) is filled from the event log.
+//!
+//! A single task does all fan-out, so "attach this socket after replaying up to the live
+//! position" runs between two deliveries and cannot miss or repeat an event.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use socketioxide::extract::SocketRef;
+use socketioxide::{SendError, SocketIo};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::frame::Frame;
+use crate::config::EventStyle;
+use crate::domain::error::{Error, Result};
+use crate::domain::event::TaskEvent;
+use crate::domain::service::EventSink;
+use crate::store::Store;
+use crate::telemetry::metric;
+
+/// How long an out-of-order event waits for its predecessor before the log is asked.
+const GAP_WAIT: Duration = Duration::from_millis(250);
+/// Most events fetched from the log per gap fill.
+const GAP_FILL_BATCH: i64 = 1000;
+/// How long a lagging socket may take to drain before the disconnect is left to the ping
+/// timeout.
+const DISCONNECT_PATIENCE: Duration = Duration::from_secs(60);
+/// Frames buffered per workspace for SSE subscribers; one that falls further behind catches
+/// up from the log instead.
+const SSE_CHANNEL: usize = 1024;
+
+/// The room of every plain socket of a workspace (events with one argument).
+pub fn workspace_room(workspace: &str) -> String {
+    format!("ws:{workspace}")
+}
+
+/// The room of a task, joined with `join-task`; it carries presence updates.
+pub fn task_room(workspace: &str, task: uuid::Uuid) -> String {
+    format!("task:{workspace}:{task}")
+}
+
+/// The room of sockets that asked for sequence numbers (events with two arguments).
+pub fn seq_room(workspace: &str) -> String {
+    format!("seq:{workspace}")
+}
+
+enum Msg {
+    Event(Box<TaskEvent>),
+    Attach {
+        socket: SocketRef,
+        workspace: String,
+        after: i64,
+        done: oneshot::Sender<Result<usize>>,
+    },
+}
+
+type SseChannels = Arc<Mutex<HashMap<String, broadcast::Sender<Arc<Frame>>>>>;
+
+/// Hands committed events to the fan-out task without ever blocking the caller, and lets
+/// transports subscribe.
+pub struct Hub {
+    tx: mpsc::UnboundedSender<Msg>,
+    sse: SseChannels,
+    styles: Arc<[EventStyle]>,
+}
+
+impl EventSink for Hub {
+    fn publish(&self, event: TaskEvent) {
+        if self.tx.send(Msg::Event(Box::new(event))).is_err() {
+            // Only after shutdown; the event is in the log and replay will deliver it.
+            metrics::counter!(metric::EVENTS_DROPPED).increment(1);
+        }
+    }
+}
+
+impl Hub {
+    /// Starts the fan-out task. Workspace positions start at the log's current heads so the
+    /// first live event of a workspace is never mistaken for a gap.
+    pub async fn start(
+        io: SocketIo,
+        store: Arc<dyn Store>,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+        styles: &[EventStyle],
+    ) -> Result<Arc<Hub>> {
+        let styles: Arc<[EventStyle]> = if styles.is_empty() {
+            Arc::new([EventStyle::Default])
+        } else {
+            styles.into()
+        };
+        let heads = store.event_heads().await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sse = SseChannels::default();
+        let fanout = Fanout {
+            io,
+            store,
+            sse: sse.clone(),
+            next: heads.into_iter().map(|(ws, seq)| (ws, seq + 1)).collect(),
+            pending: HashMap::new(),
+            parked: HashMap::new(),
+            styles: styles.clone(),
+        };
+        tracker.spawn(fanout.run(rx, shutdown));
+        Ok(Arc::new(Hub { tx, sse, styles }))
+    }
+
+    /// The Socket.IO event styles every frame is rendered in.
+    pub fn styles(&self) -> &[EventStyle] {
+        &self.styles
+    }
+
+    /// Frames of `workspace` delivered from now on, for an SSE stream.
+    pub fn subscribe(&self, workspace: &str) -> broadcast::Receiver<Arc<Frame>> {
+        let mut channels = self
+            .sse
+            .lock()
+            .expect("SSE channel map lock is never poisoned");
+        channels
+            .entry(workspace.to_owned())
+            .or_insert_with(|| broadcast::channel(SSE_CHANNEL).0)
+            .subscribe()
+    }
+
+    /// Sends `socket` every event of `workspace` after `after` up to the live position, then
+    /// puts it in the sequence room so live events follow without a gap or a repeat. Returns
+    /// how many events were sent. Call after replaying the bulk from the log, so this step is
+    /// short.
+    pub async fn attach(&self, socket: SocketRef, workspace: &str, after: i64) -> Result<usize> {
+        let (done, wait) = oneshot::channel();
+        let msg = Msg::Attach {
+            socket,
+            workspace: workspace.to_owned(),
+            after,
+            done,
+        };
+        self.tx
+            .send(msg)
+            .map_err(|_| Error::Unavailable("shutting down".into()))?;
+        wait.await
+            .map_err(|_| Error::Unavailable("shutting down".into()))?
+    }
+}
+
+struct Fanout {
+    io: SocketIo,
+    store: Arc<dyn Store>,
+    sse: SseChannels,
+    /// Next `seq` to deliver, per workspace.
+    next: HashMap<String, i64>,
+    /// Events that arrived ahead of their turn, and since when the oldest has waited.
+    pending: HashMap<String, (Instant, BTreeMap<i64, TaskEvent>)>,
+    /// Sockets whose replay read the log further than delivery has reached: they join live
+    /// delivery once the hub has delivered up to their position, so nothing arrives twice.
+    parked: HashMap<String, Vec<Parked>>,
+    styles: Arc<[EventStyle]>,
+}
+
+struct Parked {
+    socket: SocketRef,
+    after: i64,
+    done: oneshot::Sender<Result<usize>>,
+}
+
+impl Fanout {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>, shutdown: CancellationToken) {
+        let mut gap_check = tokio::time::interval(GAP_WAIT);
+        gap_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                msg = rx.recv() => match msg {
+                    Some(Msg::Event(event)) => self.accept(*event).await,
+                    Some(Msg::Attach { socket, workspace, after, done }) => {
+                        self.attach(socket, &workspace, after, done).await;
+                    }
+                    None => break,
+                },
+                _ = gap_check.tick(), if !self.pending.is_empty() => self.fill_gaps().await,
+                () = shutdown.cancelled() => break,
+            }
+        }
+    }
+
+    async fn accept(&mut self, event: TaskEvent) {
+        let next = self.next.entry(event.workspace.clone()).or_insert(1);
+        if event.seq < *next {
+            return; // already delivered (by a gap fill)
+        }
+        if event.seq > *next {
+            let (_, waiting) = self
+                .pending
+                .entry(event.workspace.clone())
+                .or_insert_with(|| (Instant::now(), BTreeMap::new()));
+            waiting.insert(event.seq, event);
+            return;
+        }
+        let workspace = event.workspace.clone();
+        self.deliver(event).await;
+        self.drain_ready(&workspace).await;
+    }
+
+    /// Delivers buffered events that are now in turn.
+    async fn drain_ready(&mut self, workspace: &str) {
+        loop {
+            let next = self.next.get(workspace).copied().unwrap_or(1);
+            let Some((_, waiting)) = self.pending.get_mut(workspace) else {
+                return;
+            };
+            let event = waiting.remove(&next);
+            if waiting.is_empty() {
+                self.pending.remove(workspace);
+            }
+            match event {
+                Some(event) => self.deliver(event).await,
+                None => return,
+            }
+        }
+    }
+
+    async fn fill_gaps(&mut self) {
+        let overdue: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, (since, _))| since.elapsed() >= GAP_WAIT)
+            .map(|(ws, _)| ws.clone())
+            .collect();
+        for workspace in overdue {
+            let next = self.next.get(&workspace).copied().unwrap_or(1);
+            match self
+                .store
+                .events_after(&workspace, next - 1, GAP_FILL_BATCH)
+                .await
+            {
+                Ok(events) => {
+                    metrics::counter!(metric::EVENT_GAPS_FILLED).increment(1);
+                    for event in events {
+                        if event.seq != self.next.get(&workspace).copied().unwrap_or(1) {
+                            break;
+                        }
+                        if let Some((_, waiting)) = self.pending.get_mut(&workspace) {
+                            waiting.remove(&event.seq);
+                        }
+                        self.deliver(event).await;
+                    }
+                    self.drain_ready(&workspace).await;
+                    if let Some((since, _)) = self.pending.get_mut(&workspace) {
+                        *since = Instant::now();
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, %workspace, "could not fill an event gap from the log")
+                }
+            }
+        }
+    }
+
+    async fn deliver(&mut self, event: TaskEvent) {
+        self.next.insert(event.workspace.clone(), event.seq + 1);
+        let frame = match Frame::render(&event, &self.styles) {
+            Ok(frame) => Arc::new(frame),
+            Err(err) => {
+                tracing::error!(error = ?err, seq = event.seq, "could not render an event");
+                return;
+            }
+        };
+        let name = frame.kind.as_str();
+        // Plain sockets: one broadcast per event style, serialised once. A socket whose buffer
+        // is full misses the event (at-most-once, as with any socket.io server); it is counted.
+        for event in &frame.socket_events {
+            if let Err(err) = self
+                .io
+                .to(workspace_room(&frame.workspace))
+                .emit(event.name, &event.payload)
+                .await
+            {
+                metrics::counter!(metric::EMIT_FAILURES, "event" => event.name).increment(1);
+                metrics::counter!(metric::SLOW_CONSUMERS, "transport" => "socket").increment(1);
+                tracing::warn!(error = %err, event = event.name, seq = frame.seq, "some sockets did not get an event");
+            }
+        }
+        // Sockets that asked for sequence numbers: sent one by one so a stuck socket is known
+        // and disconnected; it reconnects with `since` and catches up from the log.
+        for socket in self.io.to(seq_room(&frame.workspace)).sockets() {
+            if emit_with_meta(&socket, &frame).is_err() {
+                metrics::counter!(metric::SLOW_CONSUMERS, "transport" => "socket").increment(1);
+                tracing::info!(sid = %socket.id, seq = frame.seq, "disconnecting a socket that fell behind");
+                drop_lagging(socket, &frame.workspace);
+            }
+        }
+        metrics::counter!(metric::EVENTS_EMITTED, "event" => name).increment(1);
+        self.unpark(&frame.workspace, frame.seq);
+        let mut channels = self
+            .sse
+            .lock()
+            .expect("SSE channel map lock is never poisoned");
+        if let Some(tx) = channels.get(&frame.workspace) {
+            if tx.receiver_count() == 0 {
+                channels.remove(&frame.workspace);
+            } else {
+                let _ = tx.send(frame);
+            }
+        }
+    }
+
+    async fn attach(
+        &mut self,
+        socket: SocketRef,
+        workspace: &str,
+        after: i64,
+        done: oneshot::Sender<Result<usize>>,
+    ) {
+        let head = self.next.get(workspace).copied().unwrap_or(1) - 1;
+        if after > head {
+            self.parked
+                .entry(workspace.to_owned())
+                .or_default()
+                .push(Parked {
+                    socket,
+                    after,
+                    done,
+                });
+            return;
+        }
+        let _ = done.send(self.replay_and_join(socket, workspace, after, head).await);
+    }
+
+    /// Sends `(after, head]` from the log to the socket, then adds it to live delivery.
+    async fn replay_and_join(
+        &mut self,
+        socket: SocketRef,
+        workspace: &str,
+        after: i64,
+        head: i64,
+    ) -> Result<usize> {
+        let mut sent = 0;
+        if after < head {
+            for event in self
+                .store
+                .events_after(workspace, after, head - after)
+                .await?
+            {
+                let frame = Frame::render(&event, &self.styles)?;
+                if emit_with_meta(&socket, &frame).is_err() {
+                    drop_lagging(socket, workspace);
+                    return Err(Error::Unavailable(
+                        "the socket fell behind during replay".into(),
+                    ));
+                }
+                sent += 1;
+            }
+        }
+        socket.join(seq_room(workspace));
+        Ok(sent)
+    }
+
+    /// Adds parked sockets whose position delivery has now reached.
+    fn unpark(&mut self, workspace: &str, delivered: i64) {
+        let Some(parked) = self.parked.get_mut(workspace) else {
+            return;
+        };
+        let (ready, waiting): (Vec<Parked>, Vec<Parked>) =
+            parked.drain(..).partition(|p| p.after <= delivered);
+        *parked = waiting;
+        if parked.is_empty() {
+            self.parked.remove(workspace);
+        }
+        for p in ready {
+            p.socket.join(seq_room(workspace));
+            let _ = p.done.send(Ok(0));
+        }
+    }
+}
+
+/// Sends every style's event of `frame` with the `{seq, type, at}` second argument.
+pub fn emit_with_meta(socket: &SocketRef, frame: &Frame) -> std::result::Result<(), SendError> {
+    for event in &frame.socket_events {
+        socket.emit(event.name, &(&event.payload, &frame.meta))?;
+    }
+    Ok(())
+}
+
+/// Takes a socket that fell behind out of live delivery at once (so what it has queued stays a
+/// gapless run), then disconnects it as soon as its buffer has room for the disconnect packet;
+/// the client reconnects with its last `seq` and recovers the rest from the log.
+pub fn drop_lagging(socket: SocketRef, workspace: &str) {
+    socket.leave(seq_room(workspace));
+    socket.leave(workspace_room(workspace));
+    tokio::spawn(async move {
+        let deadline = Instant::now() + DISCONNECT_PATIENCE;
+        loop {
+            match socket.clone().disconnect() {
+                Err(socketioxide::SocketError::InternalChannelFull)
+                    if Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                // Closed already, or never drained: engine.io's ping timeout ends it.
+                _ => return,
+            }
+        }
+    });
+}

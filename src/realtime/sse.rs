@@ -1,0 +1,228 @@
+//! Server-Sent Events: `GET /api/tasks/stream` (alias `/task_updates`). Each committed change
+//! is one event with `id: <seq>` and `data: {"type", "task"}`, unnamed so
+//! `EventSource.onmessage` receives it (`?named=1` names it). `Last-Event-ID` (or
+//! `?lastEventId=`) replays what was missed, then continues live with no gap and no repeat.
+//!
+//! Each stream is a small task feeding a bounded channel: a client that stops reading stops
+//! its task at that channel, the shared per-workspace buffer moves on without it, and when it
+//! reads again it catches up from the log. Memory per stream is bounded either way.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::StreamExt;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::frame::{Frame, ResyncRequired};
+use super::replay::{LogCursor, Resume, resume_point};
+use crate::domain::error::{Error, Result};
+use crate::http::{AppState, Caller, query_pairs};
+use crate::telemetry::metric;
+
+/// Events queued per stream between its task and the HTTP body.
+const STREAM_BUFFER: usize = 64;
+/// What `retry:` tells EventSource to wait before reconnecting.
+const RETRY: Duration = Duration::from_millis(3000);
+
+/// The SSE routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/tasks/stream", get(stream))
+        .route("/task_updates", get(stream))
+}
+
+struct Options {
+    named: bool,
+    last_event_id: Option<i64>,
+}
+
+fn options(headers: &HeaderMap, raw_query: Option<&str>) -> Result<Options> {
+    let pairs = query_pairs(raw_query)?;
+    let get = |key: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let named = matches!(get("named"), Some("1" | "true" | "yes"));
+    let raw = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| get("lastEventId"))
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    let last_event_id = raw
+        .map(|v| {
+            v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                Error::invalid(
+                    "Last-Event-ID",
+                    format!("Last-Event-ID must be a sequence number (got {v:?})"),
+                )
+            })
+        })
+        .transpose()?;
+    Ok(Options {
+        named,
+        last_event_id,
+    })
+}
+
+async fn stream(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response> {
+    let opts = options(&headers, raw.as_deref())?;
+    // Subscribe before reading the log, so nothing committed in between can fall through.
+    let live = state.hub.subscribe(&actor.workspace);
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    let pump = Pump {
+        state: state.clone(),
+        workspace: actor.workspace,
+        named: opts.named,
+        tx,
+    };
+    tokio::spawn(pump.run(live, opts.last_event_id));
+    let body = ReceiverStream::new(rx).map(Ok::<_, Infallible>);
+    let keep_alive =
+        KeepAlive::new().interval(Duration::from_secs(state.settings.sse_keepalive_seconds));
+    let mut response = Sse::new(body).keep_alive(keep_alive).into_response();
+    let headers = response.headers_mut();
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+struct Pump {
+    state: AppState,
+    workspace: String,
+    named: bool,
+    tx: mpsc::Sender<Event>,
+}
+
+/// Why a stream's task stopped early.
+enum Stop {
+    ClientGone,
+    Failed(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(err: Error) -> Self {
+        Stop::Failed(err)
+    }
+}
+
+impl Pump {
+    async fn run(self, live: broadcast::Receiver<Arc<Frame>>, last_event_id: Option<i64>) {
+        metrics::gauge!(metric::SSE_STREAMS).increment(1.0);
+        let shutdown = self.state.shutdown.clone();
+        tokio::select! {
+            result = self.serve(live, last_event_id) => {
+                if let Err(Stop::Failed(err)) = result {
+                    tracing::warn!(error = ?err, "SSE stream failed");
+                }
+            }
+            () = shutdown.cancelled() => {}
+        }
+        metrics::gauge!(metric::SSE_STREAMS).decrement(1.0);
+    }
+
+    async fn serve(
+        &self,
+        mut live: broadcast::Receiver<Arc<Frame>>,
+        last_event_id: Option<i64>,
+    ) -> Result<(), Stop> {
+        self.send(Event::default().retry(RETRY)).await?;
+        let mut last = match last_event_id {
+            Some(since) => self.replay(since).await?,
+            None => None,
+        };
+        loop {
+            match live.recv().await {
+                Ok(frame) => {
+                    if let Some(l) = last {
+                        if frame.seq <= l {
+                            continue;
+                        }
+                        if frame.seq > l + 1 {
+                            last = self.catch_up(l).await?;
+                            if last.is_some_and(|l| frame.seq <= l) {
+                                continue;
+                            }
+                        }
+                    }
+                    self.send(self.event(&frame)).await?;
+                    last = Some(frame.seq);
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    metrics::counter!(metric::SLOW_CONSUMERS, "transport" => "sse")
+                        .increment(missed);
+                    if let Some(l) = last {
+                        last = self.catch_up(l).await?;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            }
+        }
+    }
+
+    /// Replays after a client's `Last-Event-ID`; returns the position reached, or `None` after
+    /// telling the client to resync (it then gets live events only).
+    async fn replay(&self, since: i64) -> Result<Option<i64>, Stop> {
+        let store = self.state.service.store();
+        match resume_point(store, &self.workspace, since).await? {
+            Resume::From(after) => self.catch_up(after).await,
+            Resume::TooOld { latest } => {
+                metrics::counter!(metric::RESYNCS, "transport" => "sse").increment(1);
+                let payload = serde_json::to_string(&ResyncRequired::new(since, latest))
+                    .map_err(Error::internal)?;
+                let mut event = Event::default().data(payload);
+                if self.named {
+                    event = event.event("resync_required");
+                }
+                self.send(event).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Sends everything in the log after `after`; returns the last position sent.
+    async fn catch_up(&self, after: i64) -> Result<Option<i64>, Stop> {
+        let store = self.state.service.store();
+        let mut cursor = LogCursor::new(store, &self.workspace, after);
+        while let Some(page) = cursor.next_page().await? {
+            for event in &page {
+                // SSE needs only `sse_data`; no Socket.IO styles to render.
+                let frame = Frame::render(event, &[])?;
+                self.send(self.event(&frame)).await?;
+            }
+            metrics::counter!(metric::EVENTS_REPLAYED, "transport" => "sse")
+                .increment(page.len() as u64);
+        }
+        Ok(Some(cursor.last))
+    }
+
+    fn event(&self, frame: &Frame) -> Event {
+        let event = Event::default()
+            .id(frame.seq.to_string())
+            .data(&frame.sse_data);
+        if self.named {
+            event.event(frame.kind.as_str())
+        } else {
+            event
+        }
+    }
+
+    async fn send(&self, event: Event) -> Result<(), Stop> {
+        self.tx.send(event).await.map_err(|_| Stop::ClientGone)
+    }
+}

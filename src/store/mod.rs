@@ -1,0 +1,128 @@
+//! Persistence behind one trait, [`Store`], with a SQLite and a Postgres implementation that
+//! share their SQL. A change, its event-log row and its outbox rows commit in one
+//! transaction; nothing here knows about HTTP or sockets.
+//!
+//! Layout:
+//! - `sql.rs`: the SQL both backends run, stamped out per backend by a macro.
+//! - `outbox.rs`: the notification outbox (claim, settle, list, requeue), the same way.
+//! - `sqlite.rs`: one writer connection (SQLite has one writer anyway) + a reader pool, WAL.
+//! - `postgres.rs`: one pool; the per-workspace sequence row serialises writers of a workspace.
+
+pub mod outbox;
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::domain::error::{Error, Result};
+use crate::domain::event::TaskEvent;
+use crate::domain::notification::NewNotification;
+use crate::domain::query::TaskQuery;
+use crate::domain::task::Task;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        Error::internal(err)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        Error::internal(err)
+    }
+}
+
+/// Decides the new state of a task from its current state, inside the write transaction;
+/// returning an error (a stale `If-Match`, say) rolls the change back.
+pub type Decide<'a> = &'a (dyn Fn(&Task) -> Result<Task> + Send + Sync);
+
+/// The outbox rows a committed change produces, computed inside its transaction from the
+/// event it made.
+pub type PlanOutbox<'a> = &'a (dyn Fn(&TaskEvent) -> Vec<NewNotification> + Send + Sync);
+
+/// A change to commit. Updates and deletes read the current row inside the transaction (locked
+/// on Postgres; SQLite has a single writer), so concurrent writers queue instead of racing.
+pub enum Change<'a> {
+    /// Insert a new task.
+    Create(Task),
+    /// Replace a task by what `decide` makes of it.
+    Update {
+        /// Workspace of the task.
+        workspace: &'a str,
+        /// The task.
+        id: Uuid,
+        /// Current task → next task (version and timestamps already advanced).
+        decide: Decide<'a>,
+    },
+    /// Delete a task if `decide` accepts its current state (it returns the task unchanged).
+    Delete {
+        /// Workspace of the task.
+        workspace: &'a str,
+        /// The task.
+        id: Uuid,
+        /// Checks the current task (e.g. `If-Match`).
+        decide: Decide<'a>,
+    },
+}
+
+/// A page of tasks and the number of matches before paging.
+#[derive(Debug, Clone)]
+pub struct TaskPage {
+    /// The tasks on this page.
+    pub tasks: Vec<Task>,
+    /// Matches before `limit`/`offset`.
+    pub total: i64,
+}
+
+/// Everything taskwire keeps in its database.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`, for logs and `/readyz`.
+    fn backend(&self) -> &'static str;
+    /// Cheap round trip proving the database answers.
+    async fn ping(&self) -> Result<()>;
+    /// Tasks of a workspace matching a query.
+    async fn list_tasks(&self, workspace: &str, query: &TaskQuery) -> Result<TaskPage>;
+    /// One task of a workspace.
+    async fn get_task(&self, workspace: &str, id: Uuid) -> Result<Option<Task>>;
+    /// Commits a change, its event-log row and the outbox rows `plan` makes of the event
+    /// atomically; `None` when the task to update or delete does not exist.
+    async fn commit(&self, change: Change<'_>, plan: PlanOutbox<'_>) -> Result<Option<TaskEvent>>;
+    /// The notification outbox.
+    fn outbox(&self) -> &dyn outbox::Outbox;
+    /// Logged events of a workspace with `seq > after`, oldest first, at most `limit`.
+    async fn events_after(&self, workspace: &str, after: i64, limit: i64)
+    -> Result<Vec<TaskEvent>>;
+    /// Oldest retained `seq` of a workspace (None when its log is empty) and its latest `seq`
+    /// (0 when it never had an event).
+    async fn log_bounds(&self, workspace: &str) -> Result<(Option<i64>, i64)>;
+    /// Deletes events committed before `cutoff` and all but the last `keep` of each
+    /// workspace; returns how many went.
+    async fn prune_events(&self, cutoff: chrono::DateTime<chrono::Utc>, keep: i64) -> Result<u64>;
+    /// The last `seq` of every workspace that has events.
+    async fn event_heads(&self) -> Result<Vec<(String, i64)>>;
+    /// Closes the connections; in-flight queries finish first.
+    async fn close(&self);
+}
+
+/// Opens the database named by `url` (`sqlite://…` or `postgres://…`), creating a SQLite file
+/// if missing, and runs migrations.
+pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url, max_connections).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url, max_connections).await?))
+    } else {
+        Err(Error::invalid(
+            "DATABASE_URL",
+            format!("DATABASE_URL must start with sqlite:// or postgres:// (got {url:?})"),
+        ))
+    }
+}

@@ -1,0 +1,379 @@
+//! The notification outbox in the database: rows are inserted by `commit` in the change's own
+//! transaction; the dispatcher claims due rows under a lease, sends them with no transaction
+//! open, and settles each attempt. The SQL is shared by both backends, as in `sql.rs`.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::domain::error::{Error, Result};
+use crate::domain::notification::{Attempt, Channel, Notification, Status};
+
+/// What a manual retry did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeued {
+    /// Queued for an attempt now.
+    Yes,
+    /// Already delivered; nothing to retry.
+    AlreadyDelivered,
+    /// No such notification in the workspace.
+    NotFound,
+}
+
+/// How an attempt ended, to be recorded.
+#[derive(Debug, Clone)]
+pub struct Settlement {
+    /// The notification.
+    pub id: Uuid,
+    /// The attempt number the claim gave it; a settlement for an older attempt is ignored.
+    pub attempt: Attempt,
+    /// The new status.
+    pub status: Status,
+    /// When to try again (for `failed`).
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+/// Outbox operations of a store.
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// Leases up to `limit` due notifications until `lease_until` and counts an attempt for
+    /// each. Rows another attempt holds a live lease on are skipped.
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Notification>>;
+    /// Records an attempt's outcome and releases the lease.
+    async fn settle(&self, settlement: &Settlement) -> Result<()>;
+    /// When the earliest pending or failed notification is due, if any.
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>>;
+    /// A workspace's notifications, newest first, optionally filtered.
+    async fn list_notifications(
+        &self,
+        workspace: &str,
+        status: Option<Status>,
+        task_id: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<Notification>>;
+    /// One notification of a workspace with its attempts, oldest first.
+    async fn get_notification(
+        &self,
+        workspace: &str,
+        id: Uuid,
+    ) -> Result<Option<(Notification, Vec<Attempt>)>>;
+    /// Queues a notification for an attempt now (one more, even if it was dead).
+    async fn requeue(&self, workspace: &str, id: Uuid, now: DateTime<Utc>) -> Result<Requeued>;
+    /// Number of notifications per status.
+    async fn backlog(&self) -> Result<Vec<(Status, i64)>>;
+}
+
+/// Columns of a notification row, in [`NotificationRow`] order.
+pub(super) const NOTIFICATION_COLUMNS: &str = "id, workspace, channel, target, event_type, \
+     task_id, payload, status, attempts, last_error, created_at, next_attempt_at, delivered_at";
+
+pub(super) const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (id, workspace, channel, \
+     target, event_type, task_id, payload, status, attempts, created_at, next_attempt_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8)";
+
+pub(super) const SETTLE: &str = "UPDATE notifications SET status = $1, last_error = $2, \
+     next_attempt_at = $3, delivered_at = $4, lease_until = NULL \
+     WHERE id = $5 AND attempts = $6";
+
+pub(super) const INSERT_ATTEMPT: &str = "INSERT INTO notification_attempts (notification_id, \
+     attempt, started_at, finished_at, outcome, status_code, error) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (notification_id, attempt) DO NOTHING";
+
+/// A leased row is due when its lease runs out, not before: counting it earlier would make an
+/// idle dispatcher poll while attempts are in flight.
+pub(super) const NEXT_DUE: &str = "SELECT MIN(CASE WHEN lease_until IS NOT NULL \
+     AND lease_until > next_attempt_at THEN lease_until ELSE next_attempt_at END) \
+     FROM notifications WHERE status IN ('pending', 'failed')";
+
+pub(super) const ATTEMPTS_OF: &str = "SELECT attempt, started_at, finished_at, outcome, \
+     status_code, error FROM notification_attempts WHERE notification_id = $1 ORDER BY attempt";
+
+pub(super) const REQUEUE: &str = "UPDATE notifications SET status = 'pending', \
+     next_attempt_at = $1 WHERE workspace = $2 AND id = $3 AND status <> 'delivered'";
+
+pub(super) const STATUS_OF: &str =
+    "SELECT status FROM notifications WHERE workspace = $1 AND id = $2";
+
+pub(super) const BACKLOG: &str = "SELECT status, COUNT(*) FROM notifications GROUP BY status";
+
+/// A notification row as both backends return it.
+pub(super) type NotificationRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+);
+
+/// An attempt row.
+pub(super) type AttemptRow = (
+    i64,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    String,
+    Option<i64>,
+    Option<String>,
+);
+
+fn corrupt(what: &str, value: &str) -> Error {
+    Error::Internal(format!("stored notification has an unknown {what}: {value:?}").into())
+}
+
+pub(super) fn notification_from_row(row: NotificationRow) -> Result<Notification> {
+    let (
+        id,
+        workspace,
+        channel,
+        target,
+        event_type,
+        task_id,
+        payload,
+        status,
+        attempts,
+        last_error,
+        created_at,
+        next_attempt_at,
+        delivered_at,
+    ) = row;
+    Ok(Notification {
+        id: Uuid::parse_str(&id).map_err(|_| corrupt("id", &id))?,
+        workspace,
+        channel: Channel::parse(&channel).ok_or_else(|| corrupt("channel", &channel))?,
+        target,
+        event_type,
+        task_id: Uuid::parse_str(&task_id).map_err(|_| corrupt("task id", &task_id))?,
+        status: Status::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        attempts,
+        last_error,
+        created_at,
+        next_attempt_at,
+        delivered_at,
+        payload,
+    })
+}
+
+pub(super) fn attempt_from_row(row: AttemptRow) -> Attempt {
+    let (attempt, started_at, finished_at, outcome, status_code, error) = row;
+    Attempt {
+        attempt,
+        started_at,
+        finished_at,
+        outcome,
+        status_code,
+        error,
+    }
+}
+
+/// Implements [`Outbox`] for a backend struct with `reader()` and `writer()` pools;
+/// `$skip_locked` lets several processes claim without waiting on each other (Postgres).
+macro_rules! impl_sql_outbox {
+    ($store:ty, $db:ty, skip_locked = $skip:literal) => {
+        impl $store {
+            /// Writes a committed change's notifications in its transaction.
+            async fn insert_notifications(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                rows: &[crate::domain::notification::NewNotification],
+            ) -> crate::domain::error::Result<()> {
+                for n in rows {
+                    sqlx::query(crate::store::outbox::INSERT_NOTIFICATION)
+                        .bind(n.id.to_string())
+                        .bind(&n.workspace)
+                        .bind(n.channel.as_str())
+                        .bind(&n.target)
+                        .bind(n.event_type)
+                        .bind(n.task_id.to_string())
+                        .bind(&n.payload)
+                        .bind(n.created_at)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                Ok(())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl crate::store::outbox::Outbox for $store {
+            async fn claim_due(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+                lease_until: chrono::DateTime<chrono::Utc>,
+                limit: i64,
+            ) -> crate::domain::error::Result<Vec<crate::domain::notification::Notification>> {
+                use crate::store::outbox::*;
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "UPDATE notifications SET attempts = attempts + 1, lease_until = $1 \
+                     WHERE id IN (SELECT id FROM notifications \
+                        WHERE status IN ('pending', 'failed') AND next_attempt_at <= $2 \
+                        AND (lease_until IS NULL OR lease_until <= $2) \
+                        ORDER BY next_attempt_at LIMIT $3{}) \
+                     RETURNING {NOTIFICATION_COLUMNS}",
+                    $skip
+                ));
+                let rows: Vec<NotificationRow> = sqlx::query_as(sql)
+                    .bind(lease_until)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(self.writer())
+                    .await?;
+                rows.into_iter().map(notification_from_row).collect()
+            }
+
+            async fn settle(
+                &self,
+                s: &crate::store::outbox::Settlement,
+            ) -> crate::domain::error::Result<()> {
+                use crate::domain::notification::Status;
+                use crate::store::outbox::*;
+                let mut tx = self.writer().begin().await?;
+                let delivered_at = (s.status == Status::Delivered).then_some(s.attempt.finished_at);
+                let updated = sqlx::query(SETTLE)
+                    .bind(s.status.as_str())
+                    .bind(&s.attempt.error)
+                    .bind(s.next_attempt_at)
+                    .bind(delivered_at)
+                    .bind(s.id.to_string())
+                    .bind(s.attempt.attempt)
+                    .execute(&mut *tx)
+                    .await?;
+                if updated.rows_affected() == 1 {
+                    sqlx::query(INSERT_ATTEMPT)
+                        .bind(s.id.to_string())
+                        .bind(s.attempt.attempt)
+                        .bind(s.attempt.started_at)
+                        .bind(s.attempt.finished_at)
+                        .bind(&s.attempt.outcome)
+                        .bind(s.attempt.status_code)
+                        .bind(&s.attempt.error)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn next_due(
+                &self,
+            ) -> crate::domain::error::Result<Option<chrono::DateTime<chrono::Utc>>> {
+                let (due,): (Option<chrono::DateTime<chrono::Utc>>,) =
+                    sqlx::query_as(crate::store::outbox::NEXT_DUE)
+                        .fetch_one(self.reader())
+                        .await?;
+                Ok(due)
+            }
+
+            async fn list_notifications(
+                &self,
+                workspace: &str,
+                status: Option<crate::domain::notification::Status>,
+                task_id: Option<uuid::Uuid>,
+                limit: i64,
+            ) -> crate::domain::error::Result<Vec<crate::domain::notification::Notification>> {
+                use crate::store::outbox::*;
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE workspace = "
+                ));
+                qb.push_bind(workspace.to_owned());
+                if let Some(status) = status {
+                    qb.push(" AND status = ").push_bind(status.as_str());
+                }
+                if let Some(task_id) = task_id {
+                    qb.push(" AND task_id = ").push_bind(task_id.to_string());
+                }
+                qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+                    .push_bind(limit);
+                let rows: Vec<NotificationRow> =
+                    qb.build_query_as().fetch_all(self.reader()).await?;
+                rows.into_iter().map(notification_from_row).collect()
+            }
+
+            async fn get_notification(
+                &self,
+                workspace: &str,
+                id: uuid::Uuid,
+            ) -> crate::domain::error::Result<
+                Option<(
+                    crate::domain::notification::Notification,
+                    Vec<crate::domain::notification::Attempt>,
+                )>,
+            > {
+                use crate::store::outbox::*;
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "SELECT {NOTIFICATION_COLUMNS} FROM notifications \
+                     WHERE workspace = $1 AND id = $2"
+                ));
+                let row: Option<NotificationRow> = sqlx::query_as(sql)
+                    .bind(workspace)
+                    .bind(id.to_string())
+                    .fetch_optional(self.reader())
+                    .await?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let attempts: Vec<AttemptRow> = sqlx::query_as(ATTEMPTS_OF)
+                    .bind(id.to_string())
+                    .fetch_all(self.reader())
+                    .await?;
+                Ok(Some((
+                    notification_from_row(row)?,
+                    attempts.into_iter().map(attempt_from_row).collect(),
+                )))
+            }
+
+            async fn requeue(
+                &self,
+                workspace: &str,
+                id: uuid::Uuid,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> crate::domain::error::Result<crate::store::outbox::Requeued> {
+                use crate::store::outbox::*;
+                let updated = sqlx::query(REQUEUE)
+                    .bind(now)
+                    .bind(workspace)
+                    .bind(id.to_string())
+                    .execute(self.writer())
+                    .await?;
+                if updated.rows_affected() == 1 {
+                    return Ok(Requeued::Yes);
+                }
+                let status: Option<(String,)> = sqlx::query_as(STATUS_OF)
+                    .bind(workspace)
+                    .bind(id.to_string())
+                    .fetch_optional(self.writer())
+                    .await?;
+                Ok(match status {
+                    Some(_) => Requeued::AlreadyDelivered,
+                    None => Requeued::NotFound,
+                })
+            }
+
+            async fn backlog(
+                &self,
+            ) -> crate::domain::error::Result<Vec<(crate::domain::notification::Status, i64)>> {
+                let rows: Vec<(String, i64)> = sqlx::query_as(crate::store::outbox::BACKLOG)
+                    .fetch_all(self.reader())
+                    .await?;
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|(s, n)| {
+                        crate::domain::notification::Status::parse(&s).map(|s| (s, n))
+                    })
+                    .collect())
+            }
+        }
+    };
+}
+
+pub(crate) use impl_sql_outbox;
