@@ -22,6 +22,7 @@ use crate::config::Settings;
 use crate::domain::error::{Error, Result};
 use crate::domain::service::TaskService;
 use crate::http::{self, AppState};
+use crate::jobs::{JobManager, Registry, kinds};
 use crate::notify::{self, Dispatcher};
 use crate::ratelimit::KeyedLimit;
 use crate::realtime::presence::Presence;
@@ -44,6 +45,7 @@ pub struct Taskwire {
     auth: Arc<Authenticator>,
     presence: Arc<Presence>,
     rest_limit: Arc<KeyedLimit>,
+    jobs: JobManager,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -97,6 +99,17 @@ impl Taskwire {
             },
         );
         let rest_limit = Arc::new(KeyedLimit::per_second(settings.rest_rate_limit));
+        let registry = Arc::new(Registry::default());
+        kinds::register_builtin(&registry);
+        let jobs = JobManager::new(
+            &settings,
+            store.clone(),
+            service.clone(),
+            registry,
+            hub.clone(),
+        );
+        tracker.spawn(jobs.clone().run(shutdown.clone(), tracker.clone()));
+        tracker.spawn(jobs.clone().clean_up(shutdown.clone()));
         tracker.spawn(dispatcher.run(shutdown.clone(), tracker.clone()));
         tracker.spawn(retention::run(
             store.clone(),
@@ -113,6 +126,7 @@ impl Taskwire {
             auth,
             presence,
             rest_limit,
+            jobs,
             shutdown,
             tracker,
         })
@@ -128,6 +142,7 @@ impl Taskwire {
             auth: self.auth.clone(),
             rest_limit: self.rest_limit.clone(),
             presence: self.presence.clone(),
+            jobs: self.jobs.clone(),
         };
         let layer = self.layer.take().expect(
             "Taskwire::router is called once; the Socket.IO layer cannot be shared by two routers",
@@ -138,6 +153,11 @@ impl Taskwire {
     /// The task service, for apps that change tasks from their own code.
     pub fn service(&self) -> &TaskService {
         &self.service
+    }
+
+    /// The job manager; register an app's own job kinds on its registry.
+    pub fn jobs(&self) -> &JobManager {
+        &self.jobs
     }
 
     /// The Socket.IO handle, for apps that emit their own events.
@@ -187,6 +207,11 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound TCP listener always has a local address")
+    }
+
+    /// The job manager, to register an app's own job kinds before serving.
+    pub fn jobs(&self) -> &JobManager {
+        self.taskwire.jobs()
     }
 
     /// The port actually bound.

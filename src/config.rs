@@ -239,6 +239,35 @@ pub struct Settings {
     #[arg(long, env = "NOTIFY_LEASE_SECONDS", default_value_t = 60)]
     pub notify_lease_seconds: u64,
 
+    /// Jobs that run at the same time in this process; more wait in the queue.
+    #[arg(long, env = "TASK_MAX_WORKERS", default_value_t = 4)]
+    pub task_max_workers: usize,
+
+    /// Longest a job may run before it is stopped as `timed_out`, in seconds.
+    #[arg(long, env = "TASK_TIMEOUT_SECONDS", default_value_t = 300)]
+    pub task_timeout_seconds: u64,
+
+    /// How often finished jobs past their retention are removed, in seconds.
+    #[arg(long, env = "TASK_CLEANUP_INTERVAL_SECONDS", default_value_t = 600)]
+    pub task_cleanup_interval_seconds: u64,
+
+    /// How long a finished job and its result file are kept, in seconds.
+    #[arg(long, env = "JOB_RETENTION_SECONDS", default_value_t = 86_400)]
+    pub job_retention_seconds: u64,
+
+    /// Where job result files (exports) are written; created if missing.
+    #[arg(long, env = "JOB_RESULT_DIR", default_value = "taskwire-results")]
+    pub job_result_dir: std::path::PathBuf,
+
+    /// Largest upload accepted by `POST /api/jobs` (imports), in bytes.
+    #[arg(long, env = "JOB_UPLOAD_LIMIT", default_value_t = 33_554_432)]
+    pub job_upload_limit: usize,
+
+    /// A running job renews its claim this often; a claim not renewed for three times this
+    /// long means its process died, and the job is marked `interrupted`. In seconds.
+    #[arg(long, env = "JOB_HEARTBEAT_SECONDS", default_value_t = 10)]
+    pub job_heartbeat_seconds: u64,
+
     /// How long a graceful shutdown waits for in-flight work before giving up, in seconds.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 10)]
     pub shutdown_timeout_seconds: u64,

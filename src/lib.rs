@@ -11,6 +11,7 @@
 //! - [`domain`]: task rules, queries, events and the [`TaskService`](domain::service::TaskService)
 //!   every transport calls.
 //! - [`notify`]: the notification dispatcher (webhook, e-mail) draining the outbox.
+//! - [`jobs`]: background jobs (bulk update, export, import, an app's own kinds) with progress.
 //! - [`ratelimit`]: per-caller and per-connection limits on writes.
 //! - [`store`]: the [`Store`](store::Store) trait with SQLite and Postgres implementations.
 //! - [`telemetry`]: tracing and Prometheus metrics.
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod jobs;
 pub mod notify;
 pub mod ratelimit;
 pub mod realtime;

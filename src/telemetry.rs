@@ -45,6 +45,10 @@ pub mod metric {
     pub const NOTIFICATION_ATTEMPTS: &str = "taskwire_notification_attempts_total";
     /// Counter of failed attempts (retried or dead) by `channel`.
     pub const NOTIFICATION_FAILURES: &str = "taskwire_notification_failures_total";
+    /// Jobs submitted, by kind.
+    pub const JOBS_SUBMITTED: &str = "taskwire_jobs_submitted_total";
+    /// Jobs that reached a final state, by kind and state.
+    pub const JOBS_FINISHED: &str = "taskwire_jobs_finished_total";
 }
 
 /// Installs the global tracing subscriber: pretty or JSON lines on stderr, filtered by

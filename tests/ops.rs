@@ -218,10 +218,33 @@ async fn socket_connections_from_foreign_browser_origins_are_refused() {
 
 #[tokio::test]
 async fn a_request_that_times_out_gets_a_json_408() {
-    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.request_timeout_seconds = 0).await;
-    let res = app.http.get(app.url("/api/tasks")).send().await.unwrap();
+    // A client that trickles its body is the deterministic way to outlive the timeout: a zero
+    // timeout races the handler and sometimes loses to a fast query.
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.request_timeout_seconds = 1).await;
+    let slow_body = futures::stream::once(async {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        Ok::<_, std::io::Error>(br#"{"title":"late"}"#.to_vec())
+    });
+    let res = app
+        .http
+        .post(app.url("/api/tasks"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(slow_body))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 408);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "timeout");
+    let listed: Value = app
+        .http
+        .get(app.url("/api/tasks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, json!([]), "a timed-out request writes nothing");
     app.stop().await;
 }

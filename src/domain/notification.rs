@@ -214,6 +214,35 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// One webhook per URL summing up many changes (a job's), instead of one per change.
+    /// `subject` (the job's id) fills the `task_id` column.
+    pub fn summary(
+        &self,
+        workspace: &str,
+        event_type: &'static str,
+        subject: Uuid,
+        data: serde_json::Value,
+    ) -> Vec<NewNotification> {
+        let at = now();
+        let body =
+            json!({"type": event_type, "timestamp": format_at(at), "data": data}).to_string();
+        self.webhooks
+            .iter()
+            .map(|url| NewNotification {
+                id: Uuid::now_v7(),
+                workspace: workspace.to_owned(),
+                channel: Channel::Webhook,
+                target: url.clone(),
+                event_type,
+                task_id: subject,
+                payload: body.clone(),
+                created_at: at,
+            })
+            .collect()
+    }
+}
+
 /// The webhook `type` of an event kind.
 pub fn webhook_type(kind: EventKind) -> &'static str {
     match kind {

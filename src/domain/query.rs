@@ -132,7 +132,13 @@ impl TaskFilter {
         }
         let mut filter = TaskFilter::default();
         for (k, v) in &pairs {
-            filter.set(k, v)?;
+            filter.set(k, v).map_err(|err| match err {
+                Error::Validation { message, .. } => Error::Validation {
+                    field: format!("{field}.{k}"),
+                    message,
+                },
+                other => other,
+            })?;
         }
         Ok(filter)
     }

@@ -149,6 +149,71 @@ impl TaskService {
         self.finish(id, self.store.commit(change, &plan).await?)
     }
 
+    /// Applies one patch to many tasks in one transaction (a job's batch). Each change gets
+    /// its version, event and fan-out like any other, but no notification of its own: the job
+    /// sends one summary instead. Tasks that vanished meanwhile are skipped.
+    #[instrument(skip_all, fields(workspace = %actor.workspace, tasks = ids.len()))]
+    pub async fn update_batch(
+        &self,
+        actor: &Actor,
+        ids: &[Uuid],
+        patch: &TaskPatch,
+    ) -> Result<Vec<Task>> {
+        let decide = |current: &Task| -> Result<Task> { Ok(patch.apply(current, actor)) };
+        let changes = ids
+            .iter()
+            .map(|&id| Change::Update {
+                workspace: &actor.workspace,
+                id,
+                decide: &decide,
+            })
+            .collect();
+        let events = self.store.commit_batch(changes, &|_| Vec::new()).await?;
+        Ok(events
+            .into_iter()
+            .flatten()
+            .map(|event| self.announce_quietly(event))
+            .collect())
+    }
+
+    /// Stores tasks exactly as given (an import: ids, versions and timestamps kept) in one
+    /// transaction, all or none; like [`TaskService::update_batch`], without notifications.
+    #[instrument(skip_all, fields(tasks = tasks.len()))]
+    pub async fn insert_batch(&self, tasks: Vec<Task>) -> Result<Vec<Task>> {
+        let changes = tasks.into_iter().map(Change::Create).collect();
+        let events = self.store.commit_batch(changes, &|_| Vec::new()).await?;
+        Ok(events
+            .into_iter()
+            .flatten()
+            .map(|event| self.announce_quietly(event))
+            .collect())
+    }
+
+    /// Queues the one summary notification of a job's changes (one per webhook).
+    pub async fn notify_summary(
+        &self,
+        actor: &Actor,
+        event_type: &'static str,
+        subject: Uuid,
+        data: Value,
+    ) -> Result<()> {
+        let rows = self
+            .plan
+            .summary(&actor.workspace, event_type, subject, data);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.store.outbox().enqueue(&rows).await?;
+        self.outbox_ready.notify_one();
+        Ok(())
+    }
+
+    fn announce_quietly(&self, event: TaskEvent) -> Task {
+        let task = event.task.clone();
+        self.sink.publish(event);
+        task
+    }
+
     fn finish(&self, id: Uuid, committed: Option<TaskEvent>) -> Result<Task> {
         match committed {
             Some(event) => Ok(self.announce(event)),

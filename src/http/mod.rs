@@ -2,7 +2,7 @@
 //! metrics, CORS, body limit, timeout) and the Socket.IO layer on the same router.
 //!
 //! Layout: `tasks.rs` (task resource), `legacy.rs` (`POST /update_task`), `presence.rs`
-//! (socket stats), `notifications.rs` (the outbox), `caller.rs` (who is calling), `health.rs` (ops endpoints), `extract.rs` (body and
+//! (socket stats), `notifications.rs` (the outbox), `jobs.rs` (background jobs), `caller.rs` (who is calling), `health.rs` (ops endpoints), `extract.rs` (body and
 //! header extractors), `error.rs` (error → response), `middleware.rs` (metrics, CORS, 404s).
 
 mod board;
@@ -10,6 +10,7 @@ mod caller;
 mod error;
 mod extract;
 mod health;
+mod jobs;
 mod legacy;
 mod middleware;
 mod notifications;
@@ -34,6 +35,7 @@ pub use caller::{Caller, Writer, bearer, bearer_header, query_token};
 use crate::auth::Authenticator;
 use crate::config::Settings;
 use crate::domain::service::TaskService;
+use crate::jobs::JobManager;
 use crate::ratelimit::KeyedLimit;
 use crate::realtime::hub::Hub;
 use crate::realtime::presence::Presence;
@@ -55,6 +57,8 @@ pub struct AppState {
     pub rest_limit: Arc<KeyedLimit>,
     /// Who is connected and which task rooms they are in.
     pub presence: Arc<Presence>,
+    /// Background jobs.
+    pub jobs: JobManager,
 }
 
 /// The complete HTTP surface: REST, ops endpoints and Socket.IO (through `socketio`).
@@ -65,6 +69,7 @@ pub fn router(state: AppState, socketio: SocketIoLayer) -> Router {
         .merge(legacy::router())
         .merge(presence::router())
         .merge(notifications::router())
+        .merge(jobs::router(settings.job_upload_limit))
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(middleware::timed_out))
@@ -73,6 +78,7 @@ pub fn router(state: AppState, socketio: SocketIoLayer) -> Router {
     let mut routes = Router::new()
         .merge(rest)
         .merge(crate::realtime::sse::router())
+        .merge(jobs::stream_router())
         .merge(health::router());
     if settings.board {
         routes = routes.merge(board::router());

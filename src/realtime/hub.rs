@@ -23,6 +23,7 @@ use crate::config::EventStyle;
 use crate::domain::error::{Error, Result};
 use crate::domain::event::TaskEvent;
 use crate::domain::service::EventSink;
+use crate::jobs::{JobRecord, JobSink};
 use crate::store::Store;
 use crate::telemetry::metric;
 
@@ -36,6 +37,9 @@ const DISCONNECT_PATIENCE: Duration = Duration::from_secs(60);
 /// Frames buffered per workspace for SSE subscribers; one that falls further behind catches
 /// up from the log instead.
 const SSE_CHANNEL: usize = 1024;
+
+/// The Socket.IO event carrying a job's state and progress.
+pub const JOB_PROGRESS: &str = "job_progress";
 
 /// The room of every plain socket of a workspace (events with one argument).
 pub fn workspace_room(workspace: &str) -> String {
@@ -54,6 +58,7 @@ pub fn seq_room(workspace: &str) -> String {
 
 enum Msg {
     Event(Box<TaskEvent>),
+    Job(Box<JobRecord>),
     Attach {
         socket: SocketRef,
         workspace: String,
@@ -78,6 +83,13 @@ impl EventSink for Hub {
             // Only after shutdown; the event is in the log and replay will deliver it.
             metrics::counter!(metric::EVENTS_DROPPED).increment(1);
         }
+    }
+}
+
+impl JobSink for Hub {
+    fn job_changed(&self, job: &JobRecord) {
+        // Through the fan-out task, so a job's updates reach sockets in the order they happened.
+        let _ = self.tx.send(Msg::Job(Box::new(job.clone())));
     }
 }
 
@@ -178,6 +190,7 @@ impl Fanout {
                 biased;
                 msg = rx.recv() => match msg {
                     Some(Msg::Event(event)) => self.accept(*event).await,
+                    Some(Msg::Job(job)) => self.announce_job(&job).await,
                     Some(Msg::Attach { socket, workspace, after, done }) => {
                         self.attach(socket, &workspace, after, done).await;
                     }
@@ -186,6 +199,28 @@ impl Fanout {
                 _ = gap_check.tick(), if !self.pending.is_empty() => self.fill_gaps().await,
                 () = shutdown.cancelled() => break,
             }
+        }
+    }
+
+    /// `job_progress` with the job JSON to every socket of the job's workspace (both rooms:
+    /// plain and sequence-numbered sockets), serialised once.
+    async fn announce_job(&self, job: &JobRecord) {
+        let payload = match serde_json::value::to_raw_value(job) {
+            Ok(payload) => payload,
+            Err(err) => {
+                tracing::error!(error = %err, job_id = %job.id, "could not render a job update");
+                return;
+            }
+        };
+        if let Err(err) = self
+            .io
+            .to(workspace_room(&job.workspace))
+            .to(seq_room(&job.workspace))
+            .emit(JOB_PROGRESS, &payload)
+            .await
+        {
+            metrics::counter!(metric::EMIT_FAILURES, "event" => JOB_PROGRESS).increment(1);
+            tracing::debug!(error = %err, job_id = %job.id, "some sockets did not get a job update");
         }
     }
 

@@ -5,9 +5,11 @@
 //! Layout:
 //! - `sql.rs`: the SQL both backends run, stamped out per backend by a macro.
 //! - `outbox.rs`: the notification outbox (claim, settle, list, requeue), the same way.
+//! - `jobs.rs`: background jobs (queue, lease, progress, recovery, cleanup), the same way.
 //! - `sqlite.rs`: one writer connection (SQLite has one writer anyway) + a reader pool, WAL.
 //! - `postgres.rs`: one pool; the per-workspace sequence row serialises writers of a workspace.
 
+pub mod jobs;
 pub mod outbox;
 mod postgres;
 mod sql;
@@ -21,7 +23,7 @@ use uuid::Uuid;
 use crate::domain::error::{Error, Result};
 use crate::domain::event::TaskEvent;
 use crate::domain::notification::NewNotification;
-use crate::domain::query::TaskQuery;
+use crate::domain::query::{TaskFilter, TaskQuery};
 use crate::domain::task::Task;
 
 pub use postgres::PgStore;
@@ -95,8 +97,28 @@ pub trait Store: Send + Sync + 'static {
     /// Commits a change, its event-log row and the outbox rows `plan` makes of the event
     /// atomically; `None` when the task to update or delete does not exist.
     async fn commit(&self, change: Change<'_>, plan: PlanOutbox<'_>) -> Result<Option<TaskEvent>>;
+    /// Commits several changes in one transaction (a job's batch): all or none. An entry is
+    /// `None` where its task did not exist.
+    async fn commit_batch(
+        &self,
+        changes: Vec<Change<'_>>,
+        plan: PlanOutbox<'_>,
+    ) -> Result<Vec<Option<TaskEvent>>>;
+    /// Up to `limit` matching tasks of a workspace with ids after `after`, in id (creation)
+    /// order: a stable walk over a set that changes while it is walked.
+    async fn tasks_after(
+        &self,
+        workspace: &str,
+        filter: &TaskFilter,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<Task>>;
+    /// Which of `ids` name an existing task, in any workspace (ids are global).
+    async fn existing_ids(&self, ids: &[Uuid]) -> Result<Vec<Uuid>>;
     /// The notification outbox.
     fn outbox(&self) -> &dyn outbox::Outbox;
+    /// Background jobs.
+    fn jobs(&self) -> &dyn jobs::JobStore;
     /// Logged events of a workspace with `seq > after`, oldest first, at most `limit`.
     async fn events_after(&self, workspace: &str, after: i64, limit: i64)
     -> Result<Vec<TaskEvent>>;

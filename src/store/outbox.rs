@@ -66,6 +66,8 @@ pub trait Outbox: Send + Sync {
     async fn requeue(&self, workspace: &str, id: Uuid, now: DateTime<Utc>) -> Result<Requeued>;
     /// Number of notifications per status.
     async fn backlog(&self) -> Result<Vec<(Status, i64)>>;
+    /// Writes notifications that belong to no single change (a job's summary).
+    async fn enqueue(&self, rows: &[crate::domain::notification::NewNotification]) -> Result<()>;
 }
 
 /// Columns of a notification row, in [`NotificationRow`] order.
@@ -206,6 +208,16 @@ macro_rules! impl_sql_outbox {
 
         #[async_trait::async_trait]
         impl crate::store::outbox::Outbox for $store {
+            async fn enqueue(
+                &self,
+                rows: &[crate::domain::notification::NewNotification],
+            ) -> crate::domain::error::Result<()> {
+                let mut tx = self.writer().begin().await?;
+                Self::insert_notifications(&mut tx, rows).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn claim_due(
                 &self,
                 now: chrono::DateTime<chrono::Utc>,

@@ -4,6 +4,7 @@
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
+use super::jobs::impl_sql_jobs;
 use super::outbox::impl_sql_outbox;
 use super::sql::impl_sql_store;
 use crate::domain::error::Result;
@@ -43,6 +44,12 @@ impl_sql_store!(
 );
 
 impl_sql_outbox!(
+    PgStore,
+    sqlx::Postgres,
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+);
+
+impl_sql_jobs!(
     PgStore,
     sqlx::Postgres,
     skip_locked = " FOR UPDATE SKIP LOCKED"

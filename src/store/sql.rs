@@ -223,6 +223,81 @@ macro_rules! impl_sql_store {
                 })
             }
 
+            /// Applies one change inside `tx`; `None` when its task does not exist.
+            async fn apply(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                change: crate::store::Change<'_>,
+            ) -> crate::domain::error::Result<Option<crate::domain::event::TaskEvent>> {
+                use crate::domain::event::EventKind;
+                use crate::store::Change;
+                use crate::store::sql::*;
+                let event = match change {
+                    Change::Create(t) => {
+                        sqlx::query(INSERT_TASK)
+                            .bind(t.id.to_string())
+                            .bind(&t.workspace)
+                            .bind(&t.title)
+                            .bind(&t.description)
+                            .bind(t.status.as_str())
+                            .bind(&t.assignee)
+                            .bind(&t.assignee_email)
+                            .bind(&t.due_date)
+                            .bind(t.created_at)
+                            .bind(t.updated_at)
+                            .bind(&t.created_by)
+                            .bind(&t.updated_by)
+                            .bind(t.version)
+                            .execute(&mut **tx)
+                            .await?;
+                        Self::append_event(tx, EventKind::Created, &t, None).await?
+                    }
+                    Change::Update {
+                        workspace,
+                        id,
+                        decide,
+                    } => {
+                        let Some(previous) = Self::read_for_write(tx, workspace, id).await? else {
+                            return Ok(None);
+                        };
+                        let next = decide(&previous)?;
+                        sqlx::query(UPDATE_TASK)
+                            .bind(&next.workspace)
+                            .bind(next.id.to_string())
+                            .bind(&next.title)
+                            .bind(&next.description)
+                            .bind(next.status.as_str())
+                            .bind(&next.assignee)
+                            .bind(&next.assignee_email)
+                            .bind(&next.due_date)
+                            .bind(next.updated_at)
+                            .bind(&next.updated_by)
+                            .bind(next.version)
+                            .bind(previous.version)
+                            .execute(&mut **tx)
+                            .await?;
+                        Self::append_event(tx, EventKind::Updated, &next, Some(&previous)).await?
+                    }
+                    Change::Delete {
+                        workspace,
+                        id,
+                        decide,
+                    } => {
+                        let Some(current) = Self::read_for_write(tx, workspace, id).await? else {
+                            return Ok(None);
+                        };
+                        let task = decide(&current)?;
+                        sqlx::query(DELETE_TASK)
+                            .bind(&task.workspace)
+                            .bind(task.id.to_string())
+                            .bind(task.version)
+                            .execute(&mut **tx)
+                            .await?;
+                        Self::append_event(tx, EventKind::Deleted, &task, Some(&current)).await?
+                    }
+                };
+                Ok(Some(event))
+            }
+
             /// Reads a task inside the write transaction, locking its row where the backend
             /// needs that to keep concurrent writers from interleaving.
             async fn read_for_write(
@@ -305,81 +380,74 @@ macro_rules! impl_sql_store {
                 change: crate::store::Change<'_>,
                 plan: crate::store::PlanOutbox<'_>,
             ) -> crate::domain::error::Result<Option<crate::domain::event::TaskEvent>> {
-                use crate::domain::event::EventKind;
-                use crate::store::Change;
-                use crate::store::sql::*;
                 let mut tx = self.writer().begin().await?;
-                let event = match change {
-                    Change::Create(t) => {
-                        sqlx::query(INSERT_TASK)
-                            .bind(t.id.to_string())
-                            .bind(&t.workspace)
-                            .bind(&t.title)
-                            .bind(&t.description)
-                            .bind(t.status.as_str())
-                            .bind(&t.assignee)
-                            .bind(&t.assignee_email)
-                            .bind(&t.due_date)
-                            .bind(t.created_at)
-                            .bind(t.updated_at)
-                            .bind(&t.created_by)
-                            .bind(&t.updated_by)
-                            .bind(t.version)
-                            .execute(&mut *tx)
-                            .await?;
-                        Self::append_event(&mut tx, EventKind::Created, &t, None).await?
-                    }
-                    Change::Update {
-                        workspace,
-                        id,
-                        decide,
-                    } => {
-                        let Some(previous) = Self::read_for_write(&mut tx, workspace, id).await?
-                        else {
-                            return Ok(None);
-                        };
-                        let next = decide(&previous)?;
-                        sqlx::query(UPDATE_TASK)
-                            .bind(&next.workspace)
-                            .bind(next.id.to_string())
-                            .bind(&next.title)
-                            .bind(&next.description)
-                            .bind(next.status.as_str())
-                            .bind(&next.assignee)
-                            .bind(&next.assignee_email)
-                            .bind(&next.due_date)
-                            .bind(next.updated_at)
-                            .bind(&next.updated_by)
-                            .bind(next.version)
-                            .bind(previous.version)
-                            .execute(&mut *tx)
-                            .await?;
-                        Self::append_event(&mut tx, EventKind::Updated, &next, Some(&previous))
-                            .await?
-                    }
-                    Change::Delete {
-                        workspace,
-                        id,
-                        decide,
-                    } => {
-                        let Some(current) = Self::read_for_write(&mut tx, workspace, id).await?
-                        else {
-                            return Ok(None);
-                        };
-                        let task = decide(&current)?;
-                        sqlx::query(DELETE_TASK)
-                            .bind(&task.workspace)
-                            .bind(task.id.to_string())
-                            .bind(task.version)
-                            .execute(&mut *tx)
-                            .await?;
-                        Self::append_event(&mut tx, EventKind::Deleted, &task, Some(&current))
-                            .await?
-                    }
+                let Some(event) = Self::apply(&mut tx, change).await? else {
+                    return Ok(None);
                 };
                 Self::insert_notifications(&mut tx, &plan(&event)).await?;
                 tx.commit().await?;
                 Ok(Some(event))
+            }
+
+            async fn commit_batch(
+                &self,
+                changes: Vec<crate::store::Change<'_>>,
+                plan: crate::store::PlanOutbox<'_>,
+            ) -> crate::domain::error::Result<Vec<Option<crate::domain::event::TaskEvent>>> {
+                let mut tx = self.writer().begin().await?;
+                let mut events = Vec::with_capacity(changes.len());
+                for change in changes {
+                    let event = Self::apply(&mut tx, change).await?;
+                    if let Some(event) = &event {
+                        Self::insert_notifications(&mut tx, &plan(event)).await?;
+                    }
+                    events.push(event);
+                }
+                tx.commit().await?;
+                Ok(events)
+            }
+
+            async fn tasks_after(
+                &self,
+                workspace: &str,
+                filter: &crate::domain::query::TaskFilter,
+                after: Option<uuid::Uuid>,
+                limit: i64,
+            ) -> crate::domain::error::Result<Vec<crate::domain::task::Task>> {
+                use crate::store::sql::*;
+                let mut page =
+                    sqlx::QueryBuilder::<$db>::new(format!("SELECT {TASK_COLUMNS} FROM tasks"));
+                Self::push_filter(&mut page, workspace, filter);
+                if let Some(after) = after {
+                    page.push(" AND id > ").push_bind(after.to_string());
+                }
+                page.push(" ORDER BY id LIMIT ").push_bind(limit);
+                let rows: Vec<TaskRow> = page.build_query_as().fetch_all(self.reader()).await?;
+                rows.into_iter().map(task_from_row).collect()
+            }
+
+            async fn existing_ids(
+                &self,
+                ids: &[uuid::Uuid],
+            ) -> crate::domain::error::Result<Vec<uuid::Uuid>> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT id FROM tasks WHERE id IN (");
+                let mut list = qb.separated(", ");
+                for id in ids {
+                    list.push_bind(id.to_string());
+                }
+                qb.push(")");
+                let rows: Vec<(String,)> = qb.build_query_as().fetch_all(self.writer()).await?;
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|(id,)| uuid::Uuid::parse_str(&id).ok())
+                    .collect())
+            }
+
+            fn jobs(&self) -> &dyn crate::store::jobs::JobStore {
+                self
             }
 
             async fn events_after(

@@ -9,6 +9,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::jobs::impl_sql_jobs;
 use super::outbox::impl_sql_outbox;
 use super::sql::impl_sql_store;
 use crate::domain::error::Result;
@@ -64,3 +65,5 @@ impl_sql_store!(
 );
 
 impl_sql_outbox!(SqliteStore, sqlx::Sqlite, skip_locked = "");
+
+impl_sql_jobs!(SqliteStore, sqlx::Sqlite, skip_locked = "");

@@ -85,6 +85,8 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub db: TestDb,
+    /// Where this app writes job results.
+    pub files: Arc<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -106,13 +108,41 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::spawn_full(backend, tweak, |_| {}).await
+    }
+
+    /// Like [`TestApp::spawn_with`], with a hook that sees the application before it serves
+    /// (to register job kinds).
+    pub async fn spawn_full(
+        backend: Backend,
+        tweak: impl FnOnce(&mut Settings),
+        setup: impl FnOnce(&Application),
+    ) -> TestApp {
+        let db = TestDb::new(backend).await;
+        Self::spawn_on(
+            db,
+            Arc::new(tempfile::tempdir().expect("temp dir")),
+            tweak,
+            setup,
+        )
+        .await
+    }
+
+    /// Starts an app on an existing database and result folder (a restart).
+    pub async fn spawn_on(
+        db: TestDb,
+        files: Arc<tempfile::TempDir>,
+        tweak: impl FnOnce(&mut Settings),
+        setup: impl FnOnce(&Application),
+    ) -> TestApp {
         // reqwest has rustls without a default provider; the server installs ring when it
         // starts, but a test's own client may be built first.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let db = TestDb::new(backend).await;
         let mut settings = settings_for(&db);
+        settings.job_result_dir = files.path().join("results");
         tweak(&mut settings);
         let app = Application::build(settings).await.expect("app builds");
+        setup(&app);
         let addr = app.local_addr();
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async move {
@@ -123,6 +153,7 @@ impl TestApp {
             base: format!("http://{addr}"),
             http: reqwest::Client::new(),
             db,
+            files,
             stop: Some(tx),
             server: Some(server),
         }
@@ -130,6 +161,33 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// Shuts down gracefully but keeps the database and result folder, for a restart.
+    pub async fn stop_keeping_data(mut self) -> (TestDb, Arc<tempfile::TempDir>) {
+        self.shut_down().await;
+        let db = std::mem::replace(
+            &mut self.db,
+            TestDb {
+                url: String::new(),
+                pg_name: None,
+                _dir: None,
+            },
+        );
+        (db, self.files.clone())
+    }
+
+    async fn shut_down(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let result = tokio::time::timeout(Duration::from_secs(10), server)
+                .await
+                .expect("server stops within 10 s")
+                .expect("server task did not panic");
+            result.expect("server returns Ok on graceful shutdown");
+        }
     }
 
     /// Signals shutdown and waits for the server to return; panics if it does not in time.

@@ -1,0 +1,424 @@
+//! `/api/jobs`: submit (JSON, multipart or a raw file), list, read, cancel, download the
+//! result, and follow a job over SSE.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Multipart, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::StreamExt;
+use serde_json::{Map, Value};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use uuid::Uuid;
+
+use super::AppState;
+use super::caller::{Caller, Writer};
+use super::tasks::query_pairs;
+use crate::domain::error::{Error, Result};
+use crate::domain::task::type_name;
+use crate::jobs::{JobFilter, JobRecord, JobRequest, JobState, Upload};
+
+/// Jobs one list returns by default (newest first).
+const DEFAULT_LIMIT: i64 = 100;
+/// The largest `limit` accepted.
+const MAX_LIMIT: i64 = 1000;
+/// How often a job's SSE stream re-reads the row, for jobs running in another process.
+const STREAM_POLL: Duration = Duration::from_secs(1);
+
+/// Job routes answered within the request timeout.
+pub fn router(upload_limit: usize) -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/jobs",
+            get(list)
+                .post(submit)
+                .layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
+        )
+        .route("/api/jobs/{id}", get(read))
+        .route("/api/jobs/{id}/cancel", post(cancel))
+        .route("/api/jobs/{id}/result", get(result))
+}
+
+/// The job progress stream, which lives as long as its job runs.
+pub fn stream_router() -> Router<AppState> {
+    Router::new().route("/api/jobs/{id}/events", get(events))
+}
+
+fn parse_id(raw: &str) -> Result<Uuid> {
+    Uuid::parse_str(raw.trim()).map_err(|_| Error::NotFound(format!("job {raw} does not exist")))
+}
+
+fn accepted(job: JobRecord, location: bool) -> Response {
+    let mut headers = HeaderMap::new();
+    if location && let Ok(value) = HeaderValue::from_str(&format!("/api/jobs/{}", job.id)) {
+        headers.insert(header::LOCATION, value);
+    }
+    (StatusCode::ACCEPTED, headers, Json(job)).into_response()
+}
+
+/// A submission in any of its three shapes.
+struct Submission {
+    kind: String,
+    request: JobRequest,
+}
+
+fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+fn too_large(state: &AppState) -> Error {
+    Error::PayloadTooLarge {
+        limit: state.settings.job_upload_limit,
+    }
+}
+
+impl FromRequest<AppState> for Submission {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
+        let mime = media_type(req.headers());
+        if mime == "multipart/form-data" {
+            let multipart = Multipart::from_request(req, state)
+                .await
+                .map_err(|e| Error::invalid("body", format!("malformed multipart body: {e}")))?;
+            return from_multipart(multipart, state).await;
+        }
+        let query = req.uri().query().map(str::to_owned);
+        let is_json = mime == "application/json" || mime.ends_with("+json");
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large(state)
+            } else {
+                Error::InvalidJson(rejection.body_text())
+            }
+        })?;
+        if is_json {
+            let body: Value =
+                serde_json::from_slice(&bytes).map_err(|e| Error::InvalidJson(e.to_string()))?;
+            return from_json(body);
+        }
+        if mime.is_empty() {
+            return Err(Error::UnsupportedMediaType);
+        }
+        // A raw file (`text/csv`, say) with kind and params in the query string.
+        from_raw(bytes, mime, query.as_deref())
+    }
+}
+
+fn from_json(body: Value) -> Result<Submission> {
+    let Value::Object(mut fields) = body else {
+        return Err(Error::invalid(
+            "body",
+            format!("the body must be a JSON object, got {}", type_name(&body)),
+        ));
+    };
+    let kind = match fields.remove("kind") {
+        Some(Value::String(kind)) if !kind.trim().is_empty() => kind.trim().to_owned(),
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            return Err(Error::invalid("kind", "field `kind` is required"));
+        }
+        Some(other) => {
+            return Err(Error::invalid(
+                "kind",
+                format!("field `kind` must be a string, got {}", type_name(&other)),
+            ));
+        }
+    };
+    let params = match fields.remove("params") {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(params @ Value::Object(_)) => params,
+        Some(other) => {
+            return Err(Error::invalid(
+                "params",
+                format!(
+                    "field `params` must be an object, got {}",
+                    type_name(&other)
+                ),
+            ));
+        }
+    };
+    Ok(Submission {
+        kind,
+        request: JobRequest {
+            params,
+            upload: None,
+        },
+    })
+}
+
+/// Multipart: `kind`, optional `params` (JSON text), `file`, and any other text field as a
+/// param (`format`, `atomic`), so a plain HTML form can submit an import.
+async fn from_multipart(mut multipart: Multipart, state: &AppState) -> Result<Submission> {
+    let mut kind = None;
+    let mut params = Map::new();
+    let mut upload = None;
+    loop {
+        let field = multipart.next_field().await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large(state)
+            } else {
+                Error::invalid("body", format!("malformed multipart body: {e}"))
+            }
+        })?;
+        let Some(field) = field else { break };
+        let name = field.name().unwrap_or_default().to_owned();
+        let filename = field.file_name().map(str::to_owned);
+        let content_type = field.content_type().map(str::to_owned);
+        let bytes = field.bytes().await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large(state)
+            } else {
+                Error::invalid(name.clone(), format!("cannot read multipart field: {e}"))
+            }
+        })?;
+        let text = || {
+            String::from_utf8(bytes.to_vec())
+                .map_err(|_| Error::invalid(name.clone(), format!("field `{name}` must be text")))
+        };
+        match name.as_str() {
+            "file" => {
+                upload = Some(Upload {
+                    bytes: bytes.to_vec(),
+                    filename,
+                    content_type,
+                })
+            }
+            "kind" => kind = Some(text()?.trim().to_owned()),
+            "params" => match serde_json::from_str::<Value>(&text()?) {
+                Ok(Value::Object(more)) => params.extend(more),
+                Ok(other) => {
+                    return Err(Error::invalid(
+                        "params",
+                        format!(
+                            "field `params` must be a JSON object, got {}",
+                            type_name(&other)
+                        ),
+                    ));
+                }
+                Err(e) => return Err(Error::InvalidJson(format!("field `params`: {e}"))),
+            },
+            _ => {
+                params.insert(name.clone(), form_value(&text()?));
+            }
+        }
+    }
+    let kind = kind
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| Error::invalid("kind", "field `kind` is required"))?;
+    Ok(Submission {
+        kind,
+        request: JobRequest {
+            params: Value::Object(params),
+            upload,
+        },
+    })
+}
+
+/// A form or query value: `true`/`false` become booleans, everything else stays text.
+fn form_value(text: &str) -> Value {
+    match text.trim() {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        other => Value::String(other.to_owned()),
+    }
+}
+
+/// A raw file body: `?kind=` (default `import`) and other query pairs as params.
+fn from_raw(bytes: Bytes, mime: String, query: Option<&str>) -> Result<Submission> {
+    let mut kind = "import".to_owned();
+    let mut params = Map::new();
+    for (key, value) in query_pairs(query)? {
+        match key.as_str() {
+            "kind" => kind = value.trim().to_owned(),
+            "token" => {}
+            _ => {
+                params.insert(key, form_value(&value));
+            }
+        }
+    }
+    Ok(Submission {
+        kind,
+        request: JobRequest {
+            params: Value::Object(params),
+            upload: Some(Upload {
+                bytes: bytes.to_vec(),
+                filename: None,
+                content_type: Some(mime),
+            }),
+        },
+    })
+}
+
+async fn submit(
+    State(state): State<AppState>,
+    Writer(actor): Writer,
+    submission: Submission,
+) -> Result<Response> {
+    let job = state
+        .jobs
+        .submit(&actor, &submission.kind, submission.request)
+        .await?;
+    Ok(accepted(job, true))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Vec<JobRecord>>> {
+    let mut filter = JobFilter {
+        limit: DEFAULT_LIMIT,
+        ..JobFilter::default()
+    };
+    for (key, value) in query_pairs(raw.as_deref())? {
+        match key.as_str() {
+            "state" => filter.state = Some(JobState::parse("state", &value)?),
+            "kind" => filter.kind = Some(value.trim().to_owned()),
+            "limit" => {
+                let limit: i64 = value.trim().parse().map_err(|_| {
+                    Error::invalid(
+                        "limit",
+                        format!("limit must be a whole number (got {value:?})"),
+                    )
+                })?;
+                filter.limit = limit.clamp(0, MAX_LIMIT);
+            }
+            _ => {}
+        }
+    }
+    Ok(Json(state.jobs.list(&actor, &filter).await?))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<JobRecord>> {
+    Ok(Json(state.jobs.get(&actor, parse_id(&id)?).await?))
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    Writer(actor): Writer,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let job = state.jobs.cancel(&actor, parse_id(&id)?).await?;
+    Ok(accepted(job, false))
+}
+
+async fn result(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let (job, file) = state.jobs.result_file(&actor, parse_id(&id)?).await?;
+    let opened = tokio::fs::File::open(&file.path).await.map_err(|err| {
+        tracing::warn!(job_id = %job.id, path = %file.path, error = %err, "result file missing");
+        Error::NotFound(format!("the result file of job {} is gone", job.id))
+    })?;
+    let length = opened.metadata().await.map(|m| m.len()).ok();
+    let mut headers = HeaderMap::new();
+    if let Ok(ct) = HeaderValue::from_str(&file.content_type) {
+        headers.insert(header::CONTENT_TYPE, ct);
+    }
+    let safe_name: String = file
+        .filename
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
+        .collect();
+    if let Ok(cd) = HeaderValue::from_str(&format!("attachment; filename=\"{safe_name}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, cd);
+    }
+    if let Some(length) = length {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(opened));
+    Ok((headers, body).into_response())
+}
+
+/// SSE: the job as it is now, then each change, ending after the final state. A reconnect
+/// starts again from the current state (no replay of earlier progress).
+async fn events(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let id = parse_id(&id)?;
+    // Subscribe before reading, so a change in between is not missed.
+    let updates = state.jobs.subscribe();
+    let job = state.jobs.get(&actor, id).await?;
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(follow(state.clone(), actor, job, updates, tx));
+    let body = ReceiverStream::new(rx).map(Ok::<_, Infallible>);
+    let keep_alive =
+        KeepAlive::new().interval(Duration::from_secs(state.settings.sse_keepalive_seconds));
+    let mut response = Sse::new(body).keep_alive(keep_alive).into_response();
+    let headers = response.headers_mut();
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+async fn follow(
+    state: AppState,
+    actor: crate::domain::task::Actor,
+    mut last: JobRecord,
+    mut updates: broadcast::Receiver<std::sync::Arc<JobRecord>>,
+    tx: mpsc::Sender<Event>,
+) {
+    let send = |job: &JobRecord| {
+        let data = serde_json::to_string(job).unwrap_or_default();
+        Event::default().data(data)
+    };
+    if tx.send(send(&last)).await.is_err() || last.state.is_final() {
+        return;
+    }
+    let mut poll = tokio::time::interval(STREAM_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let next = tokio::select! {
+            update = updates.recv() => match update {
+                Ok(job) if job.id == last.id => Some((*job).clone()),
+                Ok(_) => None,
+                Err(broadcast::error::RecvError::Lagged(_)) => reread(&state, &actor, last.id).await,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = poll.tick() => reread(&state, &actor, last.id).await,
+            () = state.shutdown.cancelled() => return,
+            () = tx.closed() => return,
+        };
+        let Some(job) = next else { continue };
+        // Updates from the broadcast and from the row can cross; never step backwards.
+        let behind = job.state == last.state && job.progress.done < last.progress.done;
+        if job == last || behind {
+            continue;
+        }
+        if tx.send(send(&job)).await.is_err() {
+            return;
+        }
+        let done = job.state.is_final();
+        last = job;
+        if done {
+            return;
+        }
+    }
+}
+
+async fn reread(
+    state: &AppState,
+    actor: &crate::domain::task::Actor,
+    id: Uuid,
+) -> Option<JobRecord> {
+    state.jobs.get(actor, id).await.ok()
+}

@@ -1,0 +1,446 @@
+//! Jobs in the database: submitted as `queued`, claimed by a worker under a lease it renews
+//! while it runs, settled in a final state. A lease that runs out means the worker's process
+//! died; recovery turns such jobs `interrupted` (or `queued` again when their kind is safe to
+//! rerun). The SQL is shared by both backends, as in `sql.rs`.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::domain::error::{Error, Result};
+use crate::jobs::model::{
+    JobFailure, JobFilter, JobRecord, JobState, NewJob, Outcome, Progress, ResultFile,
+};
+
+/// What a cancel request did.
+#[derive(Debug, Clone)]
+pub enum CancelOutcome {
+    /// It was queued and is now `cancelled`.
+    Cancelled(JobRecord),
+    /// It is running; its worker will stop it at the next checkpoint.
+    Requested(JobRecord),
+    /// It had already finished.
+    AlreadyFinal(JobRecord),
+    /// No such job in the workspace.
+    NotFound,
+}
+
+/// A job a worker has claimed, with what it needs to run it.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    /// The job, now `running`.
+    pub record: JobRecord,
+    /// Who submitted it (JSON `user`, `name`, `email`).
+    pub actor: Value,
+    /// Its upload, if any.
+    pub input: Option<Vec<u8>>,
+}
+
+/// Job operations of a store.
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Stores a new `queued` job.
+    async fn insert_job(&self, job: &NewJob) -> Result<JobRecord>;
+    /// One job; `workspace` = None looks in every workspace (workers, cleanup).
+    async fn get_job(&self, workspace: Option<&str>, id: Uuid) -> Result<Option<JobRecord>>;
+    /// A workspace's jobs, newest first.
+    async fn list_jobs(&self, workspace: &str, filter: &JobFilter) -> Result<Vec<JobRecord>>;
+    /// Takes the oldest queued job for `owner` until `lease_until`, if there is one.
+    async fn claim_job(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<ClaimedJob>>;
+    /// Records progress and renews the lease. Returns whether a cancel was requested, or
+    /// None when `owner` no longer holds the job (it was recovered elsewhere).
+    async fn heartbeat(
+        &self,
+        id: Uuid,
+        owner: &str,
+        progress: &Progress,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<bool>>;
+    /// Settles a run; `Queued` puts the job back in the queue. None when `owner` no longer
+    /// holds the job.
+    async fn finish_job(
+        &self,
+        id: Uuid,
+        owner: &str,
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+    ) -> Result<Option<JobRecord>>;
+    /// Cancels a queued job at once, or asks a running one to stop.
+    async fn cancel_job(
+        &self,
+        workspace: &str,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<CancelOutcome>;
+    /// Jobs whose lease ran out before `expired_before`: `interrupted`, or `queued` again
+    /// when restartable. Returns them as they are now.
+    async fn recover_jobs(&self, expired_before: DateTime<Utc>) -> Result<Vec<JobRecord>>;
+    /// Deletes final jobs that finished before `cutoff`; returns their result files' paths.
+    async fn delete_finished_jobs(&self, cutoff: DateTime<Utc>) -> Result<Vec<String>>;
+}
+
+/// Columns of `jobs` in the order [`JobRow`] reads them.
+pub(super) const JOB_COLUMNS: &str = "id, workspace, kind, state, params, error, result, done, \
+     total, message, created_at, started_at, finished_at, cancel_requested, result_path, \
+     result_type, result_name";
+
+pub(super) const INSERT_JOB: &str = "INSERT INTO jobs (id, workspace, kind, state, params, \
+     input, actor, restartable, created_at) VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8)";
+
+pub(super) const HEARTBEAT: &str = "UPDATE jobs SET done = $1, total = $2, message = $3, \
+     lease_until = $4 WHERE id = $5 AND owner = $6 AND state = 'running' RETURNING cancel_requested";
+
+pub(super) const CANCEL_QUEUED: &str = "UPDATE jobs SET state = 'cancelled', finished_at = $1, \
+     error = $2 WHERE workspace = $3 AND id = $4 AND state = 'queued'";
+
+pub(super) const CANCEL_RUNNING: &str = "UPDATE jobs SET cancel_requested = TRUE \
+     WHERE workspace = $1 AND id = $2 AND state = 'running'";
+
+/// A `jobs` row as both drivers decode it.
+#[derive(sqlx::FromRow)]
+pub(super) struct JobRow {
+    id: String,
+    workspace: String,
+    kind: String,
+    state: String,
+    params: String,
+    error: Option<String>,
+    result: Option<String>,
+    done: i64,
+    total: i64,
+    message: String,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    cancel_requested: bool,
+    result_path: Option<String>,
+    result_type: Option<String>,
+    result_name: Option<String>,
+}
+
+fn corrupt(what: impl std::fmt::Display) -> Error {
+    Error::internal(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("corrupt job row in database: {what}"),
+    ))
+}
+
+pub(super) fn job_from_row(row: JobRow) -> Result<JobRecord> {
+    let json = |what: &str, text: &str| -> Result<Value> {
+        serde_json::from_str(text).map_err(|e| corrupt(format_args!("{what}: {e}")))
+    };
+    let error = row
+        .error
+        .as_deref()
+        .map(|text| {
+            serde_json::from_str::<JobFailure>(text)
+                .map_err(|e| corrupt(format_args!("error: {e}")))
+        })
+        .transpose()?;
+    let result_file = match (row.result_path, row.result_type, row.result_name) {
+        (Some(path), Some(content_type), Some(filename)) => Some(ResultFile {
+            path,
+            content_type,
+            filename,
+        }),
+        _ => None,
+    };
+    Ok(JobRecord {
+        id: Uuid::parse_str(&row.id).map_err(|e| corrupt(format_args!("id {:?}: {e}", row.id)))?,
+        workspace: row.workspace,
+        kind: row.kind,
+        state: JobState::parse("state", &row.state)
+            .map_err(|_| corrupt(format_args!("state {:?}", row.state)))?,
+        progress: Progress {
+            done: row.done,
+            total: row.total,
+            message: row.message,
+        },
+        params: json("params", &row.params)?,
+        error,
+        result: row
+            .result
+            .as_deref()
+            .map(|r| json("result", r))
+            .transpose()?,
+        created_at: row.created_at,
+        started_at: row.started_at,
+        finished_at: row.finished_at,
+        cancel_requested: row.cancel_requested,
+        result_file,
+    })
+}
+
+/// The `error` column text of a failure.
+pub(super) fn failure_text(failure: Option<&JobFailure>) -> Result<Option<String>> {
+    failure
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(Error::internal)
+}
+
+/// Why a job ended without finishing, for the jobs recovery marks.
+pub(super) fn interrupted_failure() -> String {
+    serde_json::json!({
+        "code": "interrupted",
+        "message": "the server stopped while this job was running",
+    })
+    .to_string()
+}
+
+/// Why a queued job ended.
+pub(super) fn cancelled_failure() -> String {
+    serde_json::json!({"code": "cancelled", "message": "cancelled before it started"}).to_string()
+}
+
+/// Implements [`JobStore`] for a backend struct with `reader()` and `writer()` pools of `$db`.
+macro_rules! impl_sql_jobs {
+    ($store:ty, $db:ty, skip_locked = $skip:literal) => {
+        impl $store {
+            async fn job_by_id(
+                &self,
+                id: uuid::Uuid,
+            ) -> crate::domain::error::Result<Option<crate::jobs::model::JobRecord>> {
+                use crate::store::jobs::*;
+                let sql = sqlx::AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"));
+                let row: Option<JobRow> = sqlx::query_as(sql)
+                    .bind(id.to_string())
+                    .fetch_optional(self.writer())
+                    .await?;
+                row.map(job_from_row).transpose()
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl crate::store::jobs::JobStore for $store {
+            async fn insert_job(
+                &self,
+                job: &crate::jobs::model::NewJob,
+            ) -> crate::domain::error::Result<crate::jobs::model::JobRecord> {
+                use crate::store::jobs::*;
+                sqlx::query(INSERT_JOB)
+                    .bind(job.id.to_string())
+                    .bind(&job.workspace)
+                    .bind(&job.kind)
+                    .bind(job.params.to_string())
+                    .bind(job.input.as_deref())
+                    .bind(job.actor.to_string())
+                    .bind(job.restartable)
+                    .bind(job.created_at)
+                    .execute(self.writer())
+                    .await?;
+                self.job_by_id(job.id).await?.ok_or_else(|| {
+                    crate::domain::error::Error::internal(std::io::Error::other(
+                        "a job just inserted could not be read back",
+                    ))
+                })
+            }
+
+            async fn get_job(
+                &self,
+                workspace: Option<&str>,
+                id: uuid::Uuid,
+            ) -> crate::domain::error::Result<Option<crate::jobs::model::JobRecord>> {
+                // Read through the writer so a client sees its own job right after submitting.
+                let job = self.job_by_id(id).await?;
+                Ok(job.filter(|j| workspace.is_none_or(|ws| j.workspace == ws)))
+            }
+
+            async fn list_jobs(
+                &self,
+                workspace: &str,
+                filter: &crate::jobs::model::JobFilter,
+            ) -> crate::domain::error::Result<Vec<crate::jobs::model::JobRecord>> {
+                use crate::store::jobs::*;
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE workspace = "
+                ));
+                qb.push_bind(workspace.to_owned());
+                if let Some(state) = filter.state {
+                    qb.push(" AND state = ").push_bind(state.as_str());
+                }
+                if let Some(kind) = &filter.kind {
+                    qb.push(" AND kind = ").push_bind(kind.clone());
+                }
+                qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+                    .push_bind(filter.limit);
+                let rows: Vec<JobRow> = qb.build_query_as().fetch_all(self.reader()).await?;
+                rows.into_iter().map(job_from_row).collect()
+            }
+
+            async fn claim_job(
+                &self,
+                owner: &str,
+                now: chrono::DateTime<chrono::Utc>,
+                lease_until: chrono::DateTime<chrono::Utc>,
+            ) -> crate::domain::error::Result<Option<crate::store::jobs::ClaimedJob>> {
+                use crate::store::jobs::*;
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "UPDATE jobs SET state = 'running', owner = $1, lease_until = $2, \
+                     started_at = $3 WHERE id = (SELECT id FROM jobs WHERE state = 'queued' \
+                     ORDER BY created_at, id LIMIT 1{}) AND state = 'queued' \
+                     RETURNING {JOB_COLUMNS}",
+                    $skip
+                ));
+                let row: Option<JobRow> = sqlx::query_as(sql)
+                    .bind(owner)
+                    .bind(lease_until)
+                    .bind(now)
+                    .fetch_optional(self.writer())
+                    .await?;
+                let Some(record) = row.map(job_from_row).transpose()? else {
+                    return Ok(None);
+                };
+                let (actor, input): (String, Option<Vec<u8>>) =
+                    sqlx::query_as("SELECT actor, input FROM jobs WHERE id = $1")
+                        .bind(record.id.to_string())
+                        .fetch_one(self.writer())
+                        .await?;
+                let actor = serde_json::from_str(&actor).unwrap_or(serde_json::Value::Null);
+                Ok(Some(ClaimedJob {
+                    record,
+                    actor,
+                    input,
+                }))
+            }
+
+            async fn heartbeat(
+                &self,
+                id: uuid::Uuid,
+                owner: &str,
+                progress: &crate::jobs::model::Progress,
+                lease_until: chrono::DateTime<chrono::Utc>,
+            ) -> crate::domain::error::Result<Option<bool>> {
+                use crate::store::jobs::*;
+                let row: Option<(bool,)> = sqlx::query_as(HEARTBEAT)
+                    .bind(progress.done)
+                    .bind(progress.total)
+                    .bind(&progress.message)
+                    .bind(lease_until)
+                    .bind(id.to_string())
+                    .bind(owner)
+                    .fetch_optional(self.writer())
+                    .await?;
+                Ok(row.map(|(cancel,)| cancel))
+            }
+
+            async fn finish_job(
+                &self,
+                id: uuid::Uuid,
+                owner: &str,
+                outcome: &crate::jobs::model::Outcome,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> crate::domain::error::Result<Option<crate::jobs::model::JobRecord>> {
+                use crate::jobs::model::JobState;
+                use crate::store::jobs::*;
+                let requeue = outcome.state == JobState::Queued;
+                let file = outcome.result_file.as_ref();
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "UPDATE jobs SET state = $1, error = $2, result = $3, result_path = $4, \
+                     result_type = $5, result_name = $6, done = $7, total = $8, message = $9, \
+                     finished_at = $10, started_at = CASE WHEN $11 THEN NULL ELSE started_at END, \
+                     owner = NULL, lease_until = NULL, cancel_requested = FALSE \
+                     WHERE id = $12 AND owner = $13 AND state = 'running' RETURNING {JOB_COLUMNS}"
+                ));
+                let row: Option<JobRow> = sqlx::query_as(sql)
+                    .bind(outcome.state.as_str())
+                    .bind(failure_text(outcome.error.as_ref())?)
+                    .bind(outcome.result.as_ref().map(|r| r.to_string()))
+                    .bind(file.map(|f| f.path.clone()))
+                    .bind(file.map(|f| f.content_type.clone()))
+                    .bind(file.map(|f| f.filename.clone()))
+                    .bind(outcome.progress.done)
+                    .bind(outcome.progress.total)
+                    .bind(&outcome.progress.message)
+                    .bind((!requeue).then_some(now))
+                    .bind(requeue)
+                    .bind(id.to_string())
+                    .bind(owner)
+                    .fetch_optional(self.writer())
+                    .await?;
+                row.map(job_from_row).transpose()
+            }
+
+            async fn cancel_job(
+                &self,
+                workspace: &str,
+                id: uuid::Uuid,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> crate::domain::error::Result<crate::store::jobs::CancelOutcome> {
+                use crate::store::jobs::*;
+                let cancelled = sqlx::query(CANCEL_QUEUED)
+                    .bind(now)
+                    .bind(cancelled_failure())
+                    .bind(workspace)
+                    .bind(id.to_string())
+                    .execute(self.writer())
+                    .await?
+                    .rows_affected()
+                    == 1;
+                let requested = !cancelled
+                    && sqlx::query(CANCEL_RUNNING)
+                        .bind(workspace)
+                        .bind(id.to_string())
+                        .execute(self.writer())
+                        .await?
+                        .rows_affected()
+                        == 1;
+                let Some(job) = self.get_job(Some(workspace), id).await? else {
+                    return Ok(CancelOutcome::NotFound);
+                };
+                Ok(if cancelled {
+                    CancelOutcome::Cancelled(job)
+                } else if requested {
+                    CancelOutcome::Requested(job)
+                } else {
+                    CancelOutcome::AlreadyFinal(job)
+                })
+            }
+
+            async fn recover_jobs(
+                &self,
+                expired_before: chrono::DateTime<chrono::Utc>,
+            ) -> crate::domain::error::Result<Vec<crate::jobs::model::JobRecord>> {
+                use crate::store::jobs::*;
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "UPDATE jobs SET \
+                       state = CASE WHEN restartable THEN 'queued' ELSE 'interrupted' END, \
+                       error = CASE WHEN restartable THEN NULL ELSE $1 END, \
+                       finished_at = CASE WHEN restartable THEN NULL ELSE $2 END, \
+                       started_at = CASE WHEN restartable THEN NULL ELSE started_at END, \
+                       owner = NULL, lease_until = NULL, cancel_requested = FALSE \
+                     WHERE state = 'running' AND lease_until < $3 RETURNING {JOB_COLUMNS}"
+                ));
+                let rows: Vec<JobRow> = sqlx::query_as(sql)
+                    .bind(interrupted_failure())
+                    .bind(crate::domain::task::now())
+                    .bind(expired_before)
+                    .fetch_all(self.writer())
+                    .await?;
+                rows.into_iter().map(job_from_row).collect()
+            }
+
+            async fn delete_finished_jobs(
+                &self,
+                cutoff: chrono::DateTime<chrono::Utc>,
+            ) -> crate::domain::error::Result<Vec<String>> {
+                let rows: Vec<(Option<String>,)> = sqlx::query_as(
+                    "DELETE FROM jobs WHERE state NOT IN ('queued', 'running') \
+                     AND finished_at < $1 RETURNING result_path",
+                )
+                .bind(cutoff)
+                .fetch_all(self.writer())
+                .await?;
+                Ok(rows.into_iter().filter_map(|(p,)| p).collect())
+            }
+        }
+    };
+}
+
+pub(crate) use impl_sql_jobs;
