@@ -40,6 +40,7 @@ on_both_backends!(
     changes_that_do_not_commit_notify_nobody,
     nothing_is_lost_when_the_process_is_killed,
     api_lists_shows_and_retries_notifications,
+    a_job_sends_one_summary_instead_of_one_per_task,
 );
 
 /// The raw webhook signing key; `WEBHOOK_SECRET` is `whsec_` + its base64.
@@ -365,7 +366,8 @@ fn inspect(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> Hit
     }
     let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let kind = body["type"].as_str().unwrap_or("");
-    if !["task.created", "task.updated", "task.deleted"].contains(&kind) {
+    let summary = ["tasks.bulk_updated", "tasks.imported"].contains(&kind);
+    if !summary && !["task.created", "task.updated", "task.deleted"].contains(&kind) {
         problems.push(format!("type {:?}", body["type"]));
     }
     if body["timestamp"]
@@ -375,7 +377,10 @@ fn inspect(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> Hit
     {
         problems.push(format!("timestamp {:?}", body["timestamp"]));
     }
-    if !body["data"]["task"]["id"].is_string() {
+    if summary && !body["data"]["job_id"].is_string() {
+        problems.push("a job summary names its job".into());
+    }
+    if !summary && !body["data"]["task"]["id"].is_string() {
         problems.push("data.task is not a task".into());
     }
     let previous = &body["data"]["previous"];
@@ -1565,5 +1570,62 @@ async fn api_lists_shows_and_retries_notifications(backend: Backend) {
     assert_eq!(hits.len(), 3);
     assert!(hits.iter().all(|h| h.id == down_id));
     assert_eq!(rx.hits_on("/ok").len(), 1);
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Jobs: a bulk update or an import notifies once, with a summary, however many tasks it touched.
+
+async fn a_job_sends_one_summary_instead_of_one_per_task(backend: Backend) {
+    let rx = Receiver::start(always_ok()).await;
+    let urls = [rx.url("/hook")];
+    let app = TestApp::spawn_with(backend, |s| webhooks(s, &urls)).await;
+    let store = app.store().await;
+    let mut csv = String::from("title,status\n");
+    for i in 0..250 {
+        csv.push_str(&format!("task {i},pending\n"));
+    }
+    let submit = |body: Value| {
+        let req = app.http.post(app.url("/api/jobs")).json(&body);
+        async move {
+            let res = req.send().await.unwrap();
+            assert_eq!(res.status(), 202);
+            res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let import = submit(json!({"kind": "import", "params": {"format": "csv", "data": csv}})).await;
+    let job_state = |id: String| {
+        let req = app.http.get(app.url(&format!("/api/jobs/{id}")));
+        async move {
+            let job: Value = req.send().await.unwrap().json().await.unwrap();
+            (job["state"] != "queued" && job["state"] != "running").then_some(job)
+        }
+    };
+    let done = eventually("the import", Duration::from_secs(30), || job_state(import.clone())).await;
+    assert_eq!(done["result"]["accepted"], 250);
+    let bulk = submit(json!({"kind": "bulk_update",
+        "params": {"filter": {"status": "pending"}, "patch": {"status": "completed"}}}))
+    .await;
+    let done = eventually("the bulk update", Duration::from_secs(30), || job_state(bulk.clone())).await;
+    assert_eq!(done["result"]["updated"], 250);
+
+    let rows = all_final(&store, DEFAULT_WS, 2, Duration::from_secs(15)).await;
+    assert_eq!(rows.len(), 2, "one summary per job, not one per task");
+    let hits = rx.hits();
+    assert_eq!(hits.len(), 2);
+    let by_type: HashMap<String, Value> = hits
+        .iter()
+        .map(|h| {
+            assert!(h.problems.is_empty(), "{:?}", h.problems);
+            (h.body["type"].as_str().unwrap().to_owned(), h.body.clone())
+        })
+        .collect();
+    let imported = &by_type["tasks.imported"]["data"];
+    assert_eq!(imported["job_id"], import.as_str());
+    assert_eq!((imported["accepted"].clone(), imported["rejected"].clone()), (json!(250), json!(0)));
+    let bulk_updated = &by_type["tasks.bulk_updated"]["data"];
+    assert_eq!(bulk_updated["job_id"], bulk.as_str());
+    assert_eq!(bulk_updated["updated"], 250);
+    assert_eq!(bulk_updated["patch"], json!({"status": "completed"}));
     app.stop().await;
 }
