@@ -49,23 +49,11 @@ if [[ "$MODE" == quick ]]; then CLIENTS=1000; SECONDS_PER_RUN=5; fi
 
 RESULTS="$ROOT/benches/results"
 TMP="$(mktemp -d)"
-SERVER_PID=""
 PORT=5077
-stop_server() {
-  if [[ -n "$SERVER_PID" ]]; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-  fi
-}
+source "$ROOT/benches/lib/common.sh"
 trap 'stop_server; rm -rf "$TMP"' EXIT
 
-echo "==> building release taskwire and the load generator" >&2
-cargo build --release --quiet --bin taskwire --example loadgen
-TASKWIRE="$CARGO_TARGET_DIR/release/taskwire"
-LOADGEN="$CARGO_TARGET_DIR/release/examples/loadgen"
+build_release
 if [[ ! -d benches/peers/node/node_modules ]]; then
   (cd benches/peers/node && npm ci --no-audit --no-fund --silent)
 fi

@@ -131,12 +131,19 @@ pub trait Job: Send + Sync + 'static {
 pub fn parse_params<P: DeserializeOwned>(params: Value) -> Result<P> {
     serde_path_to_error::deserialize(params).map_err(|err| {
         let path = err.path().to_string();
-        let field = if path == "." {
+        let mut field = if path == "." {
             "params".to_owned()
         } else {
             format!("params.{path}")
         };
         let inner = err.into_inner().to_string();
+        // serde reports a missing field at its parent; name the field itself.
+        if let Some(missing) = inner
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            field = format!("{field}.{missing}");
+        }
         Error::invalid(field.clone(), format!("field `{field}`: {inner}"))
     })
 }
@@ -235,6 +242,8 @@ mod tests {
         let err = parse_params::<P>(serde_json::json!({"count": "x"})).unwrap_err();
         assert_eq!(err.field(), Some("params.count"));
         let err = parse_params::<P>(serde_json::json!({})).unwrap_err();
+        assert_eq!(err.field(), Some("params.count"));
+        let err = parse_params::<P>(serde_json::json!([])).unwrap_err();
         assert_eq!(err.field(), Some("params"));
         assert!(err.to_string().contains("count"), "{err}");
     }

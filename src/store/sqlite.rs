@@ -1,6 +1,11 @@
 //! SQLite backend: the default, one file, no server. WAL lets readers run beside the single
 //! writer; all writes go through one connection so they queue in-process instead of failing
 //! with `SQLITE_BUSY`.
+//!
+//! Checkpoints (copying the WAL back into the database file, with an fsync) would otherwise run
+//! inside whichever commit crosses the WAL size threshold, adding milliseconds to that one
+//! request. The writer turns automatic checkpoints off and a connection of its own runs
+//! passive checkpoints in the background, which never block the writer.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -30,13 +35,26 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
+        let memory = url.contains(":memory:");
+        let writer_options = if memory {
+            options.clone()
+        } else {
+            options.clone().pragma("wal_autocheckpoint", "0")
+        };
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .connect_with(writer_options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        if !memory {
+            let checkpointer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options.clone())
+                .await?;
+            tokio::spawn(checkpoint_in_background(checkpointer, writer.clone()));
+        }
         // An in-memory database exists once per connection, so readers must share the writer.
-        let reader = if url.contains(":memory:") {
+        let reader = if memory {
             writer.clone()
         } else {
             SqlitePoolOptions::new()
@@ -54,6 +72,30 @@ impl SqliteStore {
     fn reader(&self) -> &SqlitePool {
         &self.reader
     }
+}
+
+/// How often the background checkpoint runs; SQLite's own threshold (1000 pages, ~4 MiB)
+/// takes longer than this to fill at any realistic write rate.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs `PASSIVE` checkpoints (they copy what they can without waiting for readers or the
+/// writer) until the store is closed, then leaves the last one to the closing connection.
+async fn checkpoint_in_background(checkpointer: SqlitePool, writer: SqlitePool) {
+    let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if writer.is_closed() {
+            break;
+        }
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&checkpointer)
+            .await
+        {
+            tracing::debug!(error = %err, "background checkpoint did not run");
+        }
+    }
+    checkpointer.close().await;
 }
 
 impl_sql_store!(
