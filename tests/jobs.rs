@@ -708,8 +708,9 @@ async fn bad_job_requests_get_clear_errors(backend: Backend) {
         ),
         (
             json!({"kind": "bulk_update", "params": {"patch": {"title": "x"}}}),
-            "params",
+            "params.filter",
         ),
+        (json!({"kind": "export", "params": {}}), "params.format"),
         (
             json!({"kind": "import", "params": {"format": "csv"}}),
             "params.data",

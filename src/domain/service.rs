@@ -160,18 +160,12 @@ impl TaskService {
         patch: &TaskPatch,
     ) -> Result<Vec<Task>> {
         let decide = |current: &Task| -> Result<Task> { Ok(patch.apply(current, actor)) };
-        let changes = ids
-            .iter()
-            .map(|&id| Change::Update {
-                workspace: &actor.workspace,
-                id,
-                decide: &decide,
-            })
-            .collect();
-        let events = self.store.commit_batch(changes, &|_| Vec::new()).await?;
+        let events = self
+            .store
+            .update_many(&actor.workspace, ids, &decide)
+            .await?;
         Ok(events
             .into_iter()
-            .flatten()
             .map(|event| self.announce_quietly(event))
             .collect())
     }

@@ -104,6 +104,14 @@ pub trait Store: Send + Sync + 'static {
         changes: Vec<Change<'_>>,
         plan: PlanOutbox<'_>,
     ) -> Result<Vec<Option<TaskEvent>>>;
+    /// Applies `decide` to each of `ids` that exists in `workspace`, in one transaction and a
+    /// handful of statements (a job's batch): all or none. Returns the events in `seq` order.
+    async fn update_many(
+        &self,
+        workspace: &str,
+        ids: &[Uuid],
+        decide: Decide<'_>,
+    ) -> Result<Vec<TaskEvent>>;
     /// Up to `limit` matching tasks of a workspace with ids after `after`, in id (creation)
     /// order: a stable walk over a set that changes while it is walked.
     async fn tasks_after(
