@@ -468,11 +468,10 @@ macro_rules! impl_sql_store {
                         .push_bind(next.updated_by.clone())
                         .push_bind(next.version);
                 });
-                update
-                    .push(") AS v WHERE tasks.workspace = ")
-                    .push_bind(workspace.to_owned())
-                    .push(" AND tasks.id = v.column1");
                 // `push_values` writes `VALUES (…), (…)`: a table both databases accept in FROM.
+                // Joining on the primary key alone (the rows were read from this workspace in
+                // this transaction) keeps SQLite on the id index instead of a workspace scan.
+                update.push(") AS v WHERE tasks.id = v.column1");
                 update.build().execute(&mut *tx).await?;
                 let at = crate::domain::task::now();
                 let first = last - count + 1;
