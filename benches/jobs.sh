@@ -8,7 +8,7 @@
 #
 #   benches/jobs.sh            # writes benches/results/jobs.json and prints a markdown table
 #
-# Environment: TASKS (100000), CLIENTS (200), RATE (20), UPDATES (100: 5 s of updates, so the
+# Environment: TASKS (100000), CLIENTS (200), RATE (20), UPDATES (300: 15 s of updates, so the
 # whole measurement falls inside the job; the report says how much did). Bounded: every wait
 # has a timeout and the load generator its --duration.
 set -euo pipefail
@@ -18,7 +18,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 TASKS="${TASKS:-100000}"
 CLIENTS="${CLIENTS:-200}"
 RATE="${RATE:-20}"
-UPDATES="${UPDATES:-100}"
+UPDATES="${UPDATES:-300}"
 RESULTS="$ROOT/benches/results"
 TMP="$(mktemp -d)"
 SECRET="jobs-bench-secret"

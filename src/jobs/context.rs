@@ -77,6 +77,18 @@ impl JobContext {
         }
     }
 
+    /// Waits twice as long as the unit of work begun at `started` took, so a job takes at most
+    /// a third of the server's time (and of SQLite's single writer), leaving room for the
+    /// fan-out of its own events, and requests and live events keep their latency while it
+    /// runs. Returns early when the job should stop.
+    pub async fn pace(&self, started: std::time::Instant) {
+        let worked = started.elapsed() * 2;
+        tokio::select! {
+            () = tokio::time::sleep(worked) => {}
+            () = self.stop.cancelled() => {}
+        }
+    }
+
     /// Resolves when the job should stop, for jobs that wait on something.
     pub async fn stopping(&self) {
         self.stop.cancelled().await;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::BATCH;
+use super::WRITE_BATCH;
 use crate::domain::error::{Error, Result};
 use crate::domain::query::{TaskFilter, TaskQuery};
 use crate::domain::task::TaskPatch;
@@ -90,9 +90,10 @@ impl Job for BulkUpdate {
         let mut updated = 0i64;
         loop {
             ctx.checkpoint()?;
+            let started = std::time::Instant::now();
             let page = service
                 .store()
-                .tasks_after(&actor.workspace, &filter, after, BATCH as i64)
+                .tasks_after(&actor.workspace, &filter, after, WRITE_BATCH as i64)
                 .await?;
             let ids: Vec<Uuid> = page.iter().map(|t| t.id).filter(|id| *id < bound).collect();
             let Some(&last) = ids.last() else { break };
@@ -106,8 +107,7 @@ impl Job for BulkUpdate {
             if ids.len() < page.len() {
                 break;
             }
-            // Let requests waiting for the database go first.
-            tokio::task::yield_now().await;
+            ctx.pace(started).await;
         }
         ctx.progress(
             updated,

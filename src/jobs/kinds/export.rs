@@ -97,6 +97,7 @@ impl Job for Export {
         bytes += head.len() as u64;
         loop {
             ctx.checkpoint()?;
+            let started = std::time::Instant::now();
             let page = ctx
                 .service()
                 .store()
@@ -138,6 +139,7 @@ impl Job for Export {
             if page.len() < BATCH {
                 break;
             }
+            ctx.pace(started).await;
         }
         if params.format == Format::Json {
             out.write_all(b"\n]\n").await?;

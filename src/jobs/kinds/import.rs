@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::BATCH;
+use super::WRITE_BATCH as BATCH;
 use super::records::{Format, csv_rows, json_rows, task_from_row};
 use crate::domain::error::{Error, Result};
 use crate::domain::task::{Task, type_name};
@@ -197,6 +197,7 @@ impl Job for Import {
         let mut pending: Vec<(usize, Task)> = Vec::new();
         for (chunk_no, chunk) in rows.chunks(BATCH).enumerate() {
             ctx.checkpoint()?;
+            let started = std::time::Instant::now();
             let first = chunk_no * BATCH + 1;
             let mut batch: Vec<(usize, Task)> = Vec::new();
             for (i, row) in chunk.iter().enumerate() {
@@ -240,7 +241,7 @@ impl Job for Import {
                 total,
                 format!("imported {accepted}, rejected {}", rejected.len()),
             );
-            tokio::task::yield_now().await;
+            ctx.pace(started).await;
         }
         if params.atomic {
             if !rejected.is_empty() {

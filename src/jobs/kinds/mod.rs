@@ -12,9 +12,14 @@ pub use import::Import;
 
 use super::Registry;
 
-/// Tasks read or written per batch: small enough that a batch holds the SQLite writer for
-/// milliseconds (REST writes queue behind it), large enough to amortise the transaction.
+/// Tasks read per page (exports).
 pub const BATCH: usize = 200;
+
+/// Tasks written per transaction (bulk updates, imports): small enough that a batch holds the
+/// SQLite writer for a millisecond or two (REST writes queue behind it), large enough to
+/// amortise the transaction. Jobs also [pace](crate::jobs::JobContext::pace) themselves
+/// between batches.
+pub const WRITE_BATCH: usize = 50;
 
 /// Registers the built-in kinds.
 pub fn register_builtin(registry: &Registry) {
