@@ -42,7 +42,10 @@ async fn start_server(db: &TestDb, results: &std::path::Path) -> Server {
     let http = reqwest::Client::new();
     let start = Instant::now();
     while http.get(format!("{base}/readyz")).send().await.is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "server never came up");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "server never came up"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Server { child, base }
@@ -89,7 +92,10 @@ async fn a_killed_server_leaves_no_job_running(backend: Backend) {
     .await;
     let start = Instant::now();
     while job(&http, &server.base, &import).await["state"] != "succeeded" {
-        assert!(start.elapsed() < Duration::from_secs(120), "import finished");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "import finished"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -123,14 +129,20 @@ async fn a_killed_server_leaves_no_job_running(backend: Backend) {
             break current;
         }
         // Postgres waits for the dead process's claim to run out (3 heartbeats).
-        assert!(start.elapsed() < Duration::from_secs(15), "still running: {current}");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "still running: {current}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(after["state"], "interrupted", "{after}");
     assert_eq!(after["error"]["code"], "interrupted");
 
     let done: Value = http
-        .get(format!("{}/api/tasks?status=completed&limit=0", server.base))
+        .get(format!(
+            "{}/api/tasks?status=completed&limit=0",
+            server.base
+        ))
         .send()
         .await
         .unwrap()
@@ -148,7 +160,11 @@ async fn a_killed_server_leaves_no_job_running(backend: Backend) {
         .events_after("default", TASKS as i64, 100_000)
         .await
         .unwrap();
-    assert_eq!(events.len() as i64, done, "every committed change has its event");
+    assert_eq!(
+        events.len() as i64,
+        done,
+        "every committed change has its event"
+    );
     store.close().await;
 
     server.child.kill().unwrap();

@@ -1590,7 +1590,10 @@ async fn a_job_sends_one_summary_instead_of_one_per_task(backend: Backend) {
         async move {
             let res = req.send().await.unwrap();
             assert_eq!(res.status(), 202);
-            res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+            res.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
         }
     };
     let import = submit(json!({"kind": "import", "params": {"format": "csv", "data": csv}})).await;
@@ -1601,12 +1604,18 @@ async fn a_job_sends_one_summary_instead_of_one_per_task(backend: Backend) {
             (job["state"] != "queued" && job["state"] != "running").then_some(job)
         }
     };
-    let done = eventually("the import", Duration::from_secs(30), || job_state(import.clone())).await;
+    let done = eventually("the import", Duration::from_secs(30), || {
+        job_state(import.clone())
+    })
+    .await;
     assert_eq!(done["result"]["accepted"], 250);
     let bulk = submit(json!({"kind": "bulk_update",
         "params": {"filter": {"status": "pending"}, "patch": {"status": "completed"}}}))
     .await;
-    let done = eventually("the bulk update", Duration::from_secs(30), || job_state(bulk.clone())).await;
+    let done = eventually("the bulk update", Duration::from_secs(30), || {
+        job_state(bulk.clone())
+    })
+    .await;
     assert_eq!(done["result"]["updated"], 250);
 
     let rows = all_final(&store, DEFAULT_WS, 2, Duration::from_secs(15)).await;
@@ -1622,7 +1631,10 @@ async fn a_job_sends_one_summary_instead_of_one_per_task(backend: Backend) {
         .collect();
     let imported = &by_type["tasks.imported"]["data"];
     assert_eq!(imported["job_id"], import.as_str());
-    assert_eq!((imported["accepted"].clone(), imported["rejected"].clone()), (json!(250), json!(0)));
+    assert_eq!(
+        (imported["accepted"].clone(), imported["rejected"].clone()),
+        (json!(250), json!(0))
+    );
     let bulk_updated = &by_type["tasks.bulk_updated"]["data"];
     assert_eq!(bulk_updated["job_id"], bulk.as_str());
     assert_eq!(bulk_updated["updated"], 250);

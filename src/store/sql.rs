@@ -482,20 +482,24 @@ macro_rules! impl_sql_store {
                 let mut encoded = Vec::with_capacity(pairs.len());
                 for (previous, next) in &pairs {
                     encoded.push((
-                        serde_json::to_string(next).map_err(crate::domain::error::Error::internal)?,
+                        serde_json::to_string(next)
+                            .map_err(crate::domain::error::Error::internal)?,
                         serde_json::to_string(previous)
                             .map_err(crate::domain::error::Error::internal)?,
                     ));
                 }
-                insert.push_values(pairs.iter().zip(&encoded).enumerate(), |mut row, (i, ((_, next), (task, prev)))| {
-                    row.push_bind(workspace.to_owned())
-                        .push_bind(first + i as i64)
-                        .push_bind(EventKind::Updated.as_str())
-                        .push_bind(next.id.to_string())
-                        .push_bind(at)
-                        .push_bind(task.clone())
-                        .push_bind(prev.clone());
-                });
+                insert.push_values(
+                    pairs.iter().zip(&encoded).enumerate(),
+                    |mut row, (i, ((_, next), (task, prev)))| {
+                        row.push_bind(workspace.to_owned())
+                            .push_bind(first + i as i64)
+                            .push_bind(EventKind::Updated.as_str())
+                            .push_bind(next.id.to_string())
+                            .push_bind(at)
+                            .push_bind(task.clone())
+                            .push_bind(prev.clone());
+                    },
+                );
                 insert.build().execute(&mut *tx).await?;
                 tx.commit().await?;
                 for (i, (previous, next)) in pairs.into_iter().enumerate() {
