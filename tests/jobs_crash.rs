@@ -154,7 +154,6 @@ async fn a_killed_server_leaves_no_job_running(backend: Backend) {
         .unwrap();
     let done = done.as_i64().unwrap();
     assert!(done > 0 && done < TASKS as i64, "cut short: {done}");
-    assert_eq!(done % 50, 0, "batches (of 50) commit whole: {done}");
     let store = taskwire::store::connect(&db.url, 2).await.unwrap();
     let events = store
         .events_after("default", TASKS as i64, 100_000)

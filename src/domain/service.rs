@@ -20,6 +20,11 @@ use crate::store::{Change, Store, TaskPage};
 pub trait EventSink: Send + Sync + 'static {
     /// Hands over one committed event.
     fn publish(&self, event: TaskEvent);
+
+    /// Events handed over and not yet delivered.
+    fn backlog(&self) -> usize {
+        0
+    }
 }
 
 /// Validates, commits and announces task changes.
@@ -63,6 +68,15 @@ impl TaskService {
     /// The store, for read paths that need no rules (health checks, replay).
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Waits (at most `limit`) until every event handed to the sink so far has been fanned
+    /// out, so a job never produces events faster than clients can be sent them.
+    pub async fn wait_for_fanout(&self, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.sink.backlog() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
     }
 
     /// Tells the notification dispatcher to look at the outbox now (after a manual retry).

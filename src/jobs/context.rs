@@ -77,14 +77,17 @@ impl JobContext {
         }
     }
 
-    /// Waits twice as long as the unit of work begun at `started` took, so a job takes at most
-    /// a third of the server's time (and of SQLite's single writer), leaving room for the
-    /// fan-out of its own events, and requests and live events keep their latency while it
-    /// runs. Returns early when the job should stop.
+    /// Yields the server to everyone else between two units of work: waits until the events
+    /// of the unit begun at `started` have been fanned out to clients, then as long again as
+    /// all that took. A job so takes at most half of the server's time (and of SQLite's single
+    /// writer), and requests and live events keep their latency while it runs. Returns early
+    /// when the job should stop.
     pub async fn pace(&self, started: std::time::Instant) {
-        let worked = started.elapsed() * 2;
         tokio::select! {
-            () = tokio::time::sleep(worked) => {}
+            () = async {
+                self.service.wait_for_fanout(std::time::Duration::from_secs(5)).await;
+                tokio::time::sleep(started.elapsed()).await;
+            } => {}
             () = self.stop.cancelled() => {}
         }
     }

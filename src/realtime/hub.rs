@@ -8,6 +8,7 @@
 //! position" runs between two deliveries and cannot miss or repeat an event.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -75,11 +76,19 @@ pub struct Hub {
     tx: mpsc::UnboundedSender<Msg>,
     sse: SseChannels,
     styles: Arc<[EventStyle]>,
+    /// Events handed over and not yet fanned out, so producers of many events (jobs) can wait.
+    queued: Arc<AtomicUsize>,
 }
 
 impl EventSink for Hub {
+    fn backlog(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
     fn publish(&self, event: TaskEvent) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
         if self.tx.send(Msg::Event(Box::new(event))).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
             // Only after shutdown; the event is in the log and replay will deliver it.
             metrics::counter!(metric::EVENTS_DROPPED).increment(1);
         }
@@ -111,7 +120,9 @@ impl Hub {
         let heads = store.event_heads().await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let sse = SseChannels::default();
+        let queued = Arc::new(AtomicUsize::new(0));
         let fanout = Fanout {
+            queued: queued.clone(),
             io,
             store,
             sse: sse.clone(),
@@ -121,7 +132,12 @@ impl Hub {
             styles: styles.clone(),
         };
         tracker.spawn(fanout.run(rx, shutdown));
-        Ok(Arc::new(Hub { tx, sse, styles }))
+        Ok(Arc::new(Hub {
+            tx,
+            sse,
+            styles,
+            queued,
+        }))
     }
 
     /// The Socket.IO event styles every frame is rendered in.
@@ -162,6 +178,7 @@ impl Hub {
 }
 
 struct Fanout {
+    queued: Arc<AtomicUsize>,
     io: SocketIo,
     store: Arc<dyn Store>,
     sse: SseChannels,
@@ -189,7 +206,10 @@ impl Fanout {
             tokio::select! {
                 biased;
                 msg = rx.recv() => match msg {
-                    Some(Msg::Event(event)) => self.accept(*event).await,
+                    Some(Msg::Event(event)) => {
+                        self.accept(*event).await;
+                        self.queued.fetch_sub(1, Ordering::Relaxed);
+                    }
                     Some(Msg::Job(job)) => self.announce_job(&job).await,
                     Some(Msg::Attach { socket, workspace, after, done }) => {
                         self.attach(socket, &workspace, after, done).await;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::WRITE_BATCH;
+use super::BatchSizer;
 use crate::domain::error::{Error, Result};
 use crate::domain::query::{TaskFilter, TaskQuery};
 use crate::domain::task::TaskPatch;
@@ -88,17 +88,20 @@ impl Job for BulkUpdate {
         let bound = Uuid::now_v7();
         let mut after = None;
         let mut updated = 0i64;
+        let mut sizer = BatchSizer::default();
         loop {
             ctx.checkpoint()?;
             let started = std::time::Instant::now();
             let page = service
                 .store()
-                .tasks_after(&actor.workspace, &filter, after, WRITE_BATCH as i64)
+                .tasks_after(&actor.workspace, &filter, after, sizer.size() as i64)
                 .await?;
             let ids: Vec<Uuid> = page.iter().map(|t| t.id).filter(|id| *id < bound).collect();
             let Some(&last) = ids.last() else { break };
             after = Some(last);
+            let writing = std::time::Instant::now();
             updated += service.update_batch(actor, &ids, &patch).await?.len() as i64;
+            sizer.record(writing.elapsed());
             ctx.progress(
                 updated,
                 total.max(updated),
