@@ -78,15 +78,15 @@ impl JobContext {
     }
 
     /// Yields the server to everyone else between two units of work: waits until the events
-    /// of the unit begun at `started` have been fanned out to clients, then as long again as
-    /// all that took. A job so takes at most half of the server's time (and of SQLite's single
-    /// writer), and requests and live events keep their latency while it runs. Returns early
-    /// when the job should stop.
+    /// of the unit begun at `started` have been fanned out to clients, then twice as long as
+    /// all that took. A job so takes at most a third of the server's time (and of SQLite's
+    /// single writer), and requests and live events keep their latency while it runs.
+    /// Returns early when the job should stop.
     pub async fn pace(&self, started: std::time::Instant) {
         tokio::select! {
             () = async {
                 self.service.wait_for_fanout(std::time::Duration::from_secs(5)).await;
-                tokio::time::sleep(started.elapsed()).await;
+                tokio::time::sleep(started.elapsed() * 2).await;
             } => {}
             () = self.stop.cancelled() => {}
         }
