@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::WRITE_BATCH as BATCH;
-use super::records::{Format, csv_rows, json_rows, task_from_row};
+use super::records::{Format, RowReader, task_from_row};
 use crate::domain::error::{Error, Result};
 use crate::domain::task::{Task, type_name};
 use crate::jobs::{Job, JobContext, JobError, JobRequest, Prepared, Upload, parse_params};
@@ -62,18 +62,6 @@ fn format_of_upload(upload: &Upload) -> Option<Format> {
         }
     });
     by_name.or(by_type)
-}
-
-/// The rows of an accepted file.
-fn rows_of(format: Format, bytes: &[u8], field: &str) -> Result<Vec<Value>> {
-    match format {
-        Format::Csv => csv_rows(bytes, field),
-        Format::Json => {
-            let value: Value = serde_json::from_slice(bytes)
-                .map_err(|e| Error::invalid(field, format!("malformed JSON: {e}")))?;
-            json_rows(value, field)
-        }
-    }
 }
 
 /// One rejected row of the report.
@@ -167,7 +155,7 @@ impl Job for Import {
                 (format, "file", upload.bytes)
             }
         };
-        let rows = rows_of(format, &bytes, field)?.len();
+        let rows = RowReader::count(format, &bytes, field)?;
         Ok(Prepared {
             params: ImportParams {
                 format,
@@ -186,8 +174,8 @@ impl Job for Import {
         let bytes = ctx
             .input()
             .ok_or_else(|| JobError::failed("invalid_params", "the import's file is missing"))?;
-        let rows = rows_of(params.format, bytes, "file")?;
-        let total = rows.len() as i64;
+        let mut reader = RowReader::open(params.format, bytes, "file")?;
+        let total = params.rows as i64;
         let actor = ctx.actor();
         let service = ctx.service();
         ctx.progress(0, total, "checking rows");
@@ -195,10 +183,22 @@ impl Job for Import {
         let mut seen: HashSet<Uuid> = HashSet::new();
         let mut accepted = 0i64;
         let mut pending: Vec<(usize, Task)> = Vec::new();
-        for (chunk_no, chunk) in rows.chunks(BATCH).enumerate() {
+        let mut read = 0usize;
+        loop {
             ctx.checkpoint()?;
             let started = std::time::Instant::now();
-            let first = chunk_no * BATCH + 1;
+            let mut chunk = Vec::with_capacity(BATCH);
+            while chunk.len() < BATCH {
+                match reader.next_row("file") {
+                    Some(row) => chunk.push(row?),
+                    None => break,
+                }
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            let first = read + 1;
+            read += chunk.len();
             let mut batch: Vec<(usize, Task)> = Vec::new();
             for (i, row) in chunk.iter().enumerate() {
                 let number = first + i;
@@ -230,12 +230,12 @@ impl Job for Import {
             });
             if params.atomic {
                 pending.extend(batch);
-                let checked = (first - 1 + chunk.len()) as i64;
+                let checked = read as i64;
                 ctx.progress(checked, total, format!("checked {checked} of {total} rows"));
                 continue;
             }
             accepted += store_batch(ctx, batch, &mut rejected).await?;
-            let done = (first - 1 + chunk.len()) as i64;
+            let done = read as i64;
             ctx.progress(
                 done,
                 total,

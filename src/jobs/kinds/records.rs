@@ -72,56 +72,117 @@ pub fn csv_record(task: &Task) -> [String; 12] {
     ]
 }
 
-/// The rows of a CSV file as JSON objects keyed by header; empty cells are left out, so they
-/// mean "not given". Malformed CSV, a missing `title` column or a blank header is an error on
-/// `field`.
-pub fn csv_rows(bytes: &[u8], field: &str) -> Result<Vec<Value>> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .trim(csv::Trim::Headers)
-        .from_reader(bytes);
-    let bad = |e: csv::Error| Error::invalid(field, format!("malformed CSV: {e}"));
-    let headers: Vec<String> = reader
-        .headers()
-        .map_err(bad)?
-        .iter()
-        .map(|h| h.trim_start_matches('\u{feff}').to_ascii_lowercase())
-        .collect();
-    if !headers.iter().any(|h| h == "title") {
-        return Err(Error::invalid(
-            field,
-            format!(
-                "the CSV header must name a `title` column (got {})",
-                headers.join(",")
-            ),
-        ));
-    }
-    let mut rows = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(bad)?;
-        let mut row = Map::new();
-        for (name, cell) in headers.iter().zip(record.iter()) {
-            if !cell.is_empty() {
-                row.insert(name.clone(), Value::String(cell.to_owned()));
-            }
-        }
-        rows.push(Value::Object(row));
-    }
-    Ok(rows)
+/// The rows of an import file, read one at a time so memory stays near the size of the file
+/// whatever its row count. CSV rows become JSON objects keyed by header, with empty cells left
+/// out (they mean "not given"); JSON rows are the array's elements, parsed when reached.
+pub enum RowReader<'a> {
+    /// A CSV file with a header row.
+    Csv {
+        /// The reader over the file's bytes.
+        reader: csv::Reader<&'a [u8]>,
+        /// Lower-cased column names.
+        headers: Vec<String>,
+        /// Reused for every record.
+        record: csv::StringRecord,
+    },
+    /// A JSON array, split into its elements' text without parsing them.
+    Json(std::vec::IntoIter<&'a serde_json::value::RawValue>),
 }
 
-/// The rows of a JSON import: an array (each element checked when it is imported).
-pub fn json_rows(value: Value, field: &str) -> Result<Vec<Value>> {
-    match value {
-        Value::Array(rows) => Ok(rows),
-        other => Err(Error::invalid(
-            field,
-            format!(
-                "field `{field}` must be an array of tasks, got {}",
-                type_name(&other)
-            ),
-        )),
+impl<'a> RowReader<'a> {
+    /// Opens a file. Malformed JSON, JSON that is not an array, unreadable CSV headers or a
+    /// CSV without a `title` column is an error on `field`.
+    pub fn open(format: Format, bytes: &'a [u8], field: &str) -> Result<Self> {
+        match format {
+            Format::Json => {
+                let rows: Vec<&serde_json::value::RawValue> = serde_json::from_slice(bytes)
+                    .map_err(|e| {
+                        Error::invalid(
+                            field,
+                            format!("`{field}` must be a JSON array of tasks: {e}"),
+                        )
+                    })?;
+                Ok(RowReader::Json(rows.into_iter()))
+            }
+            Format::Csv => {
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(true)
+                    .trim(csv::Trim::Headers)
+                    .from_reader(bytes);
+                let headers: Vec<String> = reader
+                    .headers()
+                    .map_err(|e| malformed(field, e))?
+                    .iter()
+                    .map(|h| h.trim_start_matches('\u{feff}').to_ascii_lowercase())
+                    .collect();
+                if !headers.iter().any(|h| h == "title") {
+                    return Err(Error::invalid(
+                        field,
+                        format!(
+                            "the CSV header must name a `title` column (got {})",
+                            headers.join(",")
+                        ),
+                    ));
+                }
+                Ok(RowReader::Csv {
+                    reader,
+                    headers,
+                    record: csv::StringRecord::new(),
+                })
+            }
+        }
     }
+
+    /// The next row, `None` after the last; a malformed CSV record is an error on `field`.
+    pub fn next_row(&mut self, field: &str) -> Option<Result<Value>> {
+        match self {
+            RowReader::Json(rows) => rows.next().map(|raw| {
+                serde_json::from_str(raw.get()).map_err(|e| Error::invalid(field, e.to_string()))
+            }),
+            RowReader::Csv {
+                reader,
+                headers,
+                record,
+            } => match reader.read_record(record) {
+                Ok(false) => None,
+                Err(e) => Some(Err(malformed(field, e))),
+                Ok(true) => {
+                    let mut row = Map::new();
+                    for (name, cell) in headers.iter().zip(record.iter()) {
+                        if !cell.is_empty() {
+                            row.insert(name.clone(), Value::String(cell.to_owned()));
+                        }
+                    }
+                    Some(Ok(Value::Object(row)))
+                }
+            },
+        }
+    }
+
+    /// Checks a whole file and counts its rows, keeping none of them.
+    pub fn count(format: Format, bytes: &[u8], field: &str) -> Result<usize> {
+        match RowReader::open(format, bytes, field)? {
+            RowReader::Json(rows) => Ok(rows.len()),
+            RowReader::Csv {
+                mut reader,
+                mut record,
+                ..
+            } => {
+                let mut rows = 0;
+                while reader
+                    .read_record(&mut record)
+                    .map_err(|e| malformed(field, e))?
+                {
+                    rows += 1;
+                }
+                Ok(rows)
+            }
+        }
+    }
+}
+
+fn malformed(field: &str, err: csv::Error) -> Error {
+    Error::invalid(field, format!("malformed CSV: {err}"))
 }
 
 /// A task from an import row, checked like a new task; `id`, timestamps, authors and
@@ -212,8 +273,10 @@ mod tests {
         writer.write_record(COLUMNS).unwrap();
         writer.write_record(csv_record(&task)).unwrap();
         let bytes = writer.into_inner().unwrap();
-        let rows = csv_rows(&bytes, "data").unwrap();
-        let back = task_from_row(&rows[0], &actor).unwrap();
+        let mut rows = RowReader::open(Format::Csv, &bytes, "data").unwrap();
+        let row = rows.next_row("data").unwrap().unwrap();
+        let back = task_from_row(&row, &actor).unwrap();
+        assert!(rows.next_row("data").is_none());
         assert_eq!(back, task);
     }
 
@@ -234,9 +297,18 @@ mod tests {
 
     #[test]
     fn malformed_csv_is_refused_up_front() {
-        assert!(csv_rows(b"title,status\na,pending,extra\n", "data").is_err());
-        let err = csv_rows(b"name\nx\n", "data").unwrap_err();
+        let count = |bytes: &[u8]| RowReader::count(Format::Csv, bytes, "data");
+        assert!(count(b"title,status\na,pending,extra\n").is_err());
+        let err = count(b"name\nx\n").unwrap_err();
         assert!(err.to_string().contains("title"), "{err}");
-        assert_eq!(csv_rows(b"title\n", "data").unwrap().len(), 0);
+        assert_eq!(count(b"title\n").unwrap(), 0);
+        assert_eq!(count(b"title\na\nb\n").unwrap(), 2);
+        let json = |bytes: &[u8]| RowReader::count(Format::Json, bytes, "data");
+        assert_eq!(json(br#"[{"title": "a"}, 7, []]"#).unwrap(), 3);
+        assert_eq!(
+            json(br#"{"title": "a"}"#).unwrap_err().field(),
+            Some("data")
+        );
+        assert!(json(b"[{").is_err());
     }
 }
