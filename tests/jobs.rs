@@ -232,25 +232,9 @@ async fn lifecycle_with_progress_on_sse_and_socket(backend: Backend) {
     );
     assert!(sse.next_data_within(Duration::from_secs(2)).await.is_none());
 
-    let listed: Value = app
-        .http
-        .get(app.url("/api/jobs?state=succeeded&kind=nap"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.get_json("/api/jobs?state=succeeded&kind=nap").await;
     assert_eq!(listed.as_array().unwrap().len(), 1);
-    let none: Value = app
-        .http
-        .get(app.url("/api/jobs?kind=export"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let none: Value = app.get_json("/api/jobs?kind=export").await;
     assert_eq!(none, json!([]));
     app.stop().await;
 }
@@ -370,15 +354,7 @@ async fn the_pool_bound_holds(backend: Backend) {
     }
     let start = Instant::now();
     loop {
-        let jobs: Value = app
-            .http
-            .get(app.url("/api/jobs?kind=nap"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let jobs: Value = app.get_json("/api/jobs?kind=nap").await;
         let count = |s: &str| {
             jobs.as_array()
                 .unwrap()
@@ -467,14 +443,8 @@ async fn bulk_update_changes_matching_tasks_in_batches(backend: Backend) {
     assert_eq!(job["progress"]["total"], 300);
 
     let moved: Value = app
-        .http
-        .get(app.url("/api/tasks?status=in_progress&limit=1000"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/tasks?status=in_progress&limit=1000")
+        .await;
     let moved = moved.as_array().unwrap();
     assert_eq!(moved.len(), 300);
     assert!(
@@ -482,15 +452,7 @@ async fn bulk_update_changes_matching_tasks_in_batches(backend: Backend) {
             .iter()
             .all(|t| t["assignee"] == "bo" && t["version"] == 2)
     );
-    let untouched: Value = app
-        .http
-        .get(app.url("/api/tasks?status=completed&limit=1000"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let untouched: Value = app.get_json("/api/tasks?status=completed&limit=1000").await;
     assert!(
         untouched
             .as_array()
@@ -790,15 +752,7 @@ async fn bad_job_requests_get_clear_errors(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), 409);
-    let listed: Value = app
-        .http
-        .get(app.url("/api/jobs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.get_json("/api/jobs").await;
     assert_eq!(
         listed.as_array().unwrap().len(),
         1,

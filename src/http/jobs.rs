@@ -164,24 +164,18 @@ async fn from_multipart(mut multipart: Multipart, state: &AppState) -> Result<Su
     let mut params = Map::new();
     let mut upload = None;
     loop {
-        let field = multipart.next_field().await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                too_large(state)
-            } else {
-                Error::invalid("body", format!("malformed multipart body: {e}"))
-            }
-        })?;
+        let field = multipart
+            .next_field()
+            .await
+            .map_err(|e| multipart_error(e, state, "body"))?;
         let Some(field) = field else { break };
         let name = field.name().unwrap_or_default().to_owned();
         let filename = field.file_name().map(str::to_owned);
         let content_type = field.content_type().map(str::to_owned);
-        let bytes = field.bytes().await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                too_large(state)
-            } else {
-                Error::invalid(name.clone(), format!("cannot read multipart field: {e}"))
-            }
-        })?;
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| multipart_error(e, state, &name))?;
         let text = || {
             String::from_utf8(bytes.to_vec())
                 .map_err(|_| Error::invalid(name.clone(), format!("field `{name}` must be text")))
@@ -223,6 +217,19 @@ async fn from_multipart(mut multipart: Multipart, state: &AppState) -> Result<Su
             upload,
         },
     })
+}
+
+/// A multipart read that failed: over the upload limit → 413, anything else → 422 on `field`.
+fn multipart_error(
+    err: axum::extract::multipart::MultipartError,
+    state: &AppState,
+    field: &str,
+) -> Error {
+    if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        too_large(state)
+    } else {
+        Error::invalid(field, format!("malformed multipart body: {err}"))
+    }
 }
 
 /// A form or query value: `true`/`false` become booleans, everything else stays text.

@@ -399,7 +399,8 @@ impl Inner {
         let (ran, reason) = match self.registry.get(&kind_name) {
             Some(kind) => {
                 let work = AssertUnwindSafe(kind.run(record.params.clone(), &ctx)).catch_unwind();
-                self.watch(id, work, &stop, progress_rx, &shutdown).await
+                self.watch(record.clone(), work, &stop, progress_rx, &shutdown)
+                    .await
             }
             None => (
                 Some(Err(JobError::failed(
@@ -448,7 +449,7 @@ impl Inner {
     /// transaction: a heartbeat awaited here would wait for a job that is not being polled.
     async fn watch<F>(
         self: &Arc<Self>,
-        id: Uuid,
+        job: JobRecord,
         work: F,
         stop: &CancellationToken,
         progress: watch::Receiver<super::model::Progress>,
@@ -464,8 +465,9 @@ impl Inner {
                 >,
             >,
     {
+        let id = job.id;
         let signals = MonitorSignals::default();
-        let monitor = tokio::spawn(self.clone().monitor(id, progress, signals.clone()));
+        let monitor = tokio::spawn(self.clone().monitor(job, progress, signals.clone()));
         tokio::pin!(work);
         let deadline = tokio::time::sleep(self.limits.timeout);
         tokio::pin!(deadline);
@@ -513,7 +515,7 @@ impl Inner {
     /// every heartbeat, and raises `cancel_requested` when a cancel was asked for anywhere.
     async fn monitor(
         self: Arc<Self>,
-        id: Uuid,
+        mut job: JobRecord,
         mut progress: watch::Receiver<super::model::Progress>,
         signals: MonitorSignals,
     ) {
@@ -535,7 +537,7 @@ impl Inner {
             match self
                 .store
                 .jobs()
-                .heartbeat(id, &self.owner, &current, lease)
+                .heartbeat(job.id, &self.owner, &current, lease)
                 .await
             {
                 Ok(Some(cancel)) => {
@@ -543,7 +545,10 @@ impl Inner {
                         signals.cancel_requested.cancel();
                     }
                     if changed {
-                        self.publish_progress(id, current).await;
+                        // The row as the heartbeat left it, without reading it back.
+                        job.progress = current;
+                        job.cancel_requested = cancel;
+                        self.publish(job.clone());
                     }
                 }
                 Ok(None) => {
@@ -551,16 +556,9 @@ impl Inner {
                     return;
                 }
                 Err(err) => {
-                    tracing::warn!(job_id = %id, error = %err, "cannot record job progress")
+                    tracing::warn!(job_id = %job.id, error = %err, "cannot record job progress")
                 }
             }
-        }
-    }
-
-    async fn publish_progress(&self, id: Uuid, progress: super::model::Progress) {
-        if let Ok(Some(mut job)) = self.store.jobs().get_job(None, id).await {
-            job.progress = progress;
-            self.publish(job);
         }
     }
 

@@ -226,16 +226,21 @@ impl TestApp {
             .expect("PATCH")
     }
 
-    /// Every task, in creation order, as raw JSON (for before/after comparisons).
-    pub async fn all_tasks(&self) -> Value {
+    /// The JSON body of `GET path` (any status).
+    pub async fn get_json(&self, path: &str) -> Value {
         self.http
-            .get(self.url("/api/tasks?limit=1000"))
+            .get(self.url(path))
             .send()
             .await
             .expect("GET")
             .json()
             .await
             .expect("JSON")
+    }
+
+    /// Every task, in creation order, as raw JSON (for before/after comparisons).
+    pub async fn all_tasks(&self) -> Value {
+        self.get_json("/api/tasks?limit=1000").await
     }
 
     pub async fn socket(&self) -> sio::Client {

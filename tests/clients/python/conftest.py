@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import socketio
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 LISTEN_RE = re.compile(r"^taskwire listening on (http://127\.0\.0\.1:(\d+))$")
@@ -140,3 +141,15 @@ def api(server):
     a = Api(server.url)
     yield a
     a.http.close()
+
+
+@pytest.fixture
+def clients():
+    """Socket.IO clients a test opens; disconnected when it ends."""
+    made: list[socketio.Client] = []
+    yield made
+    for c in made:
+        try:
+            c.disconnect()
+        except Exception:  # noqa: BLE001
+            pass

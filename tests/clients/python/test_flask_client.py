@@ -84,17 +84,6 @@ def open_flask_server():
     srv.stop()
 
 
-@pytest.fixture
-def clients():
-    made: list[socketio.Client] = []
-    yield made
-    for c in made:
-        try:
-            c.disconnect()
-        except Exception:  # noqa: BLE001
-            pass
-
-
 class FlaskEraClient:
     """What the seed-era script does: one handler for task_update, REST via requests."""
 

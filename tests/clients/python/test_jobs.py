@@ -46,17 +46,6 @@ def jobs_server():
     shutil.rmtree(results, ignore_errors=True)
 
 
-@pytest.fixture
-def clients():
-    made: list[socketio.Client] = []
-    yield made
-    for c in made:
-        try:
-            c.disconnect()
-        except Exception:  # noqa: BLE001
-            pass
-
-
 def assert_job(job, **expected):
     assert isinstance(job, dict), f"expected the job JSON, got {job!r}"
     missing = JOB_KEYS - job.keys()
