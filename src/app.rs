@@ -26,6 +26,7 @@ use crate::jobs::{JobManager, Registry, kinds};
 use crate::notify::{self, Dispatcher};
 use crate::ratelimit::KeyedLimit;
 use crate::realtime::presence::Presence;
+use crate::realtime::runtime::RealtimeRuntime;
 use crate::realtime::socket::{self, SocketContext};
 use crate::realtime::{hub::Hub, retention};
 use crate::store::{self, Store};
@@ -33,6 +34,11 @@ use crate::telemetry;
 
 /// Connection bursts (a deploy reconnecting thousands of tabs) need more than tokio's 128.
 const LISTEN_BACKLOG: u32 = 4096;
+
+/// Bytes read from a WebSocket at a time. Clients send only pings and small commands; a larger
+/// message is read in several calls, and every connection keeps 3 KiB less than engine.io's
+/// default 4 KiB.
+const WS_READ_BUFFER: usize = 1024;
 
 /// A running taskwire instance without a listener: mount [`Taskwire::router`] anywhere.
 pub struct Taskwire {
@@ -48,6 +54,8 @@ pub struct Taskwire {
     jobs: JobManager,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// Last field, so it is dropped after everything that spawns on it.
+    realtime: RealtimeRuntime,
 }
 
 impl Taskwire {
@@ -64,15 +72,19 @@ impl Taskwire {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let settings = Arc::new(settings);
+        let realtime = RealtimeRuntime::start(settings.realtime_threads(), settings.realtime_nice)
+            .map_err(|e| Error::Unavailable(format!("cannot start the realtime runtime: {e}")))?;
         let (layer, io) = SocketIo::builder()
             .max_payload(settings.body_limit as u64)
             .max_buffer_size(settings.socket_buffer)
+            .ws_read_buffer_size(WS_READ_BUFFER)
             .build_layer();
         let hub = Hub::start(
             io.clone(),
             store.clone(),
             shutdown.clone(),
             &tracker,
+            realtime.handle(),
             &settings.event_style,
         )
         .await?;
@@ -129,6 +141,7 @@ impl Taskwire {
             jobs,
             shutdown,
             tracker,
+            realtime,
         })
     }
 
@@ -147,7 +160,7 @@ impl Taskwire {
         let layer = self.layer.take().expect(
             "Taskwire::router is called once; the Socket.IO layer cannot be shared by two routers",
         );
-        http::router(state, layer)
+        http::router(state, layer, self.realtime.handle().clone())
     }
 
     /// The task service, for apps that change tasks from their own code.

@@ -155,6 +155,16 @@ pub struct Settings {
     #[arg(long, env = "SOCKET_BUFFER", default_value_t = 1024)]
     pub socket_buffer: usize,
 
+    /// Worker threads of the runtime Socket.IO connections and fan-out run on, apart from the
+    /// one serving requests; 0 runs them on the request runtime. Default: one per CPU.
+    #[arg(long, env = "REALTIME_THREADS")]
+    pub realtime_threads: Option<usize>,
+
+    /// How many nice steps below the process the realtime threads run, so that under CPU
+    /// pressure event delivery waits rather than requests.
+    #[arg(long, env = "REALTIME_NICE", default_value_t = 5)]
+    pub realtime_nice: i32,
+
     /// HS256 secret for bearer tokens. Unset: no auth (development only; a warning is logged).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<Secret>,
@@ -283,6 +293,13 @@ impl Settings {
     /// Request timeout as a [`Duration`].
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_seconds)
+    }
+
+    /// Worker threads of the realtime runtime: the setting, or one per CPU.
+    pub fn realtime_threads(&self) -> usize {
+        self.realtime_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
     }
 
     /// Shutdown deadline as a [`Duration`].

@@ -23,6 +23,7 @@ use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use socketioxide::layer::SocketIoLayer;
+use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
@@ -62,7 +63,8 @@ pub struct AppState {
 }
 
 /// The complete HTTP surface: REST, ops endpoints and Socket.IO (through `socketio`).
-pub fn router(state: AppState, socketio: SocketIoLayer) -> Router {
+/// Socket.IO requests are served on `realtime` (see [`crate::realtime::runtime`]).
+pub fn router(state: AppState, socketio: SocketIoLayer, realtime: Handle) -> Router {
     let settings = state.settings.clone();
     let rest = Router::new()
         .merge(tasks::router())
@@ -90,6 +92,10 @@ pub fn router(state: AppState, socketio: SocketIoLayer) -> Router {
         .layer(DefaultBodyLimit::max(settings.body_limit))
         .with_state(state)
         .layer(socketio)
+        .layer(axum::middleware::from_fn_with_state(
+            realtime,
+            crate::realtime::runtime::on_realtime_runtime,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(middleware::OriginPolicy::new(&settings)),
             middleware::guard_socket_origin,

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use socketioxide::extract::SocketRef;
-use socketioxide::{SendError, SocketIo};
+use socketioxide::{BroadcastError, SendError, SocketIo};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +35,8 @@ const GAP_FILL_BATCH: i64 = 1000;
 /// How long a lagging socket may take to drain before the disconnect is left to the ping
 /// timeout.
 const DISCONNECT_PATIENCE: Duration = Duration::from_secs(60);
+/// How often overload (sockets missing events) is logged.
+const MISSED_WARNING_INTERVAL: Duration = Duration::from_secs(1);
 /// Frames buffered per workspace for SSE subscribers; one that falls further behind catches
 /// up from the log instead.
 const SSE_CHANNEL: usize = 1024;
@@ -103,13 +105,15 @@ impl JobSink for Hub {
 }
 
 impl Hub {
-    /// Starts the fan-out task. Workspace positions start at the log's current heads so the
+    /// Starts the fan-out task on `runtime` (the one sockets live on, so enqueueing an event for
+    /// thousands of them does not hold up requests). Workspace positions start at the log's current heads so the
     /// first live event of a workspace is never mistaken for a gap.
     pub async fn start(
         io: SocketIo,
         store: Arc<dyn Store>,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
+        runtime: &tokio::runtime::Handle,
         styles: &[EventStyle],
     ) -> Result<Arc<Hub>> {
         let styles: Arc<[EventStyle]> = if styles.is_empty() {
@@ -130,8 +134,10 @@ impl Hub {
             pending: HashMap::new(),
             parked: HashMap::new(),
             styles: styles.clone(),
+            missed_since_warning: 0,
+            last_warning: Instant::now() - MISSED_WARNING_INTERVAL,
         };
-        tracker.spawn(fanout.run(rx, shutdown));
+        tracker.spawn_on(fanout.run(rx, shutdown), runtime);
         Ok(Arc::new(Hub {
             tx,
             sse,
@@ -190,6 +196,9 @@ struct Fanout {
     /// delivery once the hub has delivered up to their position, so nothing arrives twice.
     parked: HashMap<String, Vec<Parked>>,
     styles: Arc<[EventStyle]>,
+    /// Socket deliveries missed since the last overload warning, and when that was.
+    missed_since_warning: usize,
+    last_warning: Instant,
 }
 
 struct Parked {
@@ -206,19 +215,34 @@ impl Fanout {
             tokio::select! {
                 biased;
                 msg = rx.recv() => match msg {
-                    Some(Msg::Event(event)) => {
-                        self.accept(*event).await;
-                        self.queued.fetch_sub(1, Ordering::Relaxed);
-                    }
-                    Some(Msg::Job(job)) => self.announce_job(&job).await,
-                    Some(Msg::Attach { socket, workspace, after, done }) => {
-                        self.attach(socket, &workspace, after, done).await;
+                    Some(msg) => {
+                        self.handle(msg).await;
+                        // Sockets' writers share this runtime: let them send what was just
+                        // queued before the next event, or under overload this loop would
+                        // fill every socket's buffer while none of them gets to write.
+                        tokio::task::yield_now().await;
                     }
                     None => break,
                 },
                 _ = gap_check.tick(), if !self.pending.is_empty() => self.fill_gaps().await,
                 () = shutdown.cancelled() => break,
             }
+        }
+    }
+
+    async fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Event(event) => {
+                self.accept(*event).await;
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+            }
+            Msg::Job(job) => self.announce_job(&job).await,
+            Msg::Attach {
+                socket,
+                workspace,
+                after,
+                done,
+            } => self.attach(socket, &workspace, after, done).await,
         }
     }
 
@@ -336,9 +360,7 @@ impl Fanout {
                 .emit(event.name, &event.payload)
                 .await
             {
-                metrics::counter!(metric::EMIT_FAILURES, "event" => event.name).increment(1);
-                metrics::counter!(metric::SLOW_CONSUMERS, "transport" => "socket").increment(1);
-                tracing::warn!(error = %err, event = event.name, seq = frame.seq, "some sockets did not get an event");
+                self.missed(&err, event.name, frame.seq);
             }
         }
         // Sockets that asked for sequence numbers: sent one by one so a stuck socket is known
@@ -361,6 +383,33 @@ impl Fanout {
                 channels.remove(&frame.workspace);
             } else {
                 let _ = tx.send(frame);
+            }
+        }
+    }
+
+    /// Counts the sockets a broadcast missed. Under overload every event misses thousands of
+    /// full buffers, so the error (which lists each socket) is summarised, at most once a second.
+    fn missed(&mut self, err: &BroadcastError, event: &'static str, seq: i64) {
+        let sockets = match err {
+            BroadcastError::Socket(errors) => errors.len(),
+            _ => 0,
+        };
+        metrics::counter!(metric::EMIT_FAILURES, "event" => event).increment(1);
+        metrics::counter!(metric::SLOW_CONSUMERS, "transport" => "socket")
+            .increment(sockets as u64);
+        self.missed_since_warning += sockets;
+        if self.last_warning.elapsed() >= MISSED_WARNING_INTERVAL {
+            let missed = std::mem::take(&mut self.missed_since_warning);
+            self.last_warning = Instant::now();
+            if sockets == 0 {
+                tracing::warn!(error = %err, event, seq, "a broadcast failed");
+            } else {
+                tracing::warn!(
+                    missed,
+                    event,
+                    seq,
+                    "sockets with full buffers missed events (slow consumers; SOCKET_BUFFER)"
+                );
             }
         }
     }
