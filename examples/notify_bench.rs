@@ -1,12 +1,13 @@
-//! Does notification work touch request latency? Runs taskwire in-process twice on a fresh
-//! SQLite database — once with notifications off, once with `WEBHOOK_URL` pointing at an
-//! in-process receiver that takes 2 s per request — and in each run sends PATCH
+//! Does notification work touch request latency? Runs taskwire in-process on a fresh SQLite
+//! database, alternately with notifications off and with `WEBHOOK_URL` pointing at an
+//! in-process receiver that takes 2 s per request, for `--rounds` rounds. Each run sends PATCH
 //! `/api/tasks/{id}` at a fixed rate (open loop: each request starts at its scheduled time and
-//! its latency is measured from that time), then prints both latency distributions, the ratio
+//! its latency is measured from that time). It prints both latency distributions (pooled over
+//! the rounds, since the p99 of one 10-second run is only its 20th-slowest request), the ratio
 //! of their p99s, and the outbox backlog left by the slow receiver with its drain rate.
 //!
 //! Run: `cargo run --release --example notify_bench` (add `-- --json` for one JSON object,
-//! `-- --help` for the knobs). Loopback only; bounded in time (about 2 × seconds + drain).
+//! `-- --help` for the knobs). Loopback only; bounded in time (about rounds × 2 × seconds + drain).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +43,10 @@ struct Args {
     /// NOTIFY_CONCURRENCY for taskwire.
     #[arg(long, default_value_t = 8)]
     notify_concurrency: usize,
+    /// Rounds of (off, slow receiver), alternated so drift on the machine hits both alike;
+    /// the latencies of all rounds are pooled per configuration.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
     /// Seconds to watch the backlog drain after the slow run.
     #[arg(long, default_value_t = 5)]
     drain_seconds: u64,
@@ -186,8 +191,25 @@ async fn start(webhook: Option<SocketAddr>, args: &Args) -> Running {
     }
 }
 
+/// Latencies of the successful requests of one run, and how many failed.
+struct Sample {
+    latencies: Vec<Duration>,
+    errors: usize,
+}
+
+impl Sample {
+    fn summary(&self) -> Summary {
+        Summary::of(self.latencies.clone(), self.errors)
+    }
+
+    fn add(&mut self, other: &Sample) {
+        self.latencies.extend_from_slice(&other.latencies);
+        self.errors += other.errors;
+    }
+}
+
 /// Creates the tasks, then sends `rate × seconds` updates open-loop.
-async fn load(base: &str, args: &Args) -> Summary {
+async fn load(base: &str, args: &Args) -> Sample {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()
@@ -230,7 +252,7 @@ async fn load(base: &str, args: &Args) -> Summary {
             errors += 1;
         }
     }
-    Summary::of(latencies, errors)
+    Sample { latencies, errors }
 }
 
 async fn backlog(store: &Arc<dyn Store>) -> Backlog {
@@ -269,24 +291,50 @@ async fn main() {
         }
     }
 
-    let off_run = start(None, &args).await;
-    let off = load(&off_run.base, &args).await;
-    stop(off_run).await;
-
     let delay = Duration::from_millis(args.receiver_delay_ms);
     let (receiver, answered) = slow_receiver(delay, args.receiver_concurrency).await;
-    let slow_run = start(Some(receiver), &args).await;
-    let slow = load(&slow_run.base, &args).await;
-    let store = taskwire::store::connect(&slow_run.db_url, 2).await.unwrap();
-    let mut after = backlog(&store).await;
-    after.received_during_load = answered.load(Ordering::Relaxed);
-    let drain_start = Instant::now();
-    tokio::time::sleep(Duration::from_secs(args.drain_seconds)).await;
-    let later = backlog(&store).await;
-    after.drained_per_second =
-        (later.delivered - after.delivered) as f64 / drain_start.elapsed().as_secs_f64();
-    store.close().await;
-    stop(slow_run).await;
+    let mut pooled_off = Sample {
+        latencies: Vec::new(),
+        errors: 0,
+    };
+    let mut pooled_slow = Sample {
+        latencies: Vec::new(),
+        errors: 0,
+    };
+    let mut rounds = Vec::new();
+    let mut after = Backlog::default();
+    for round in 1..=args.rounds.max(1) {
+        let off_run = start(None, &args).await;
+        let off = load(&off_run.base, &args).await;
+        stop(off_run).await;
+
+        let answered_before = answered.load(Ordering::Relaxed);
+        let slow_run = start(Some(receiver), &args).await;
+        let slow = load(&slow_run.base, &args).await;
+        let store = taskwire::store::connect(&slow_run.db_url, 2).await.unwrap();
+        after = backlog(&store).await;
+        after.received_during_load = answered.load(Ordering::Relaxed) - answered_before;
+        if round == args.rounds.max(1) {
+            let drain_start = Instant::now();
+            tokio::time::sleep(Duration::from_secs(args.drain_seconds)).await;
+            let later = backlog(&store).await;
+            after.drained_per_second =
+                (later.delivered - after.delivered) as f64 / drain_start.elapsed().as_secs_f64();
+        }
+        store.close().await;
+        stop(slow_run).await;
+        let (o, w) = (off.summary(), slow.summary());
+        if !args.json {
+            eprintln!(
+                "round {round}: p99 off {:.2} ms, slow receiver {:.2} ms",
+                o.p99, w.p99
+            );
+        }
+        rounds.push(json!({"off_p99_ms": o.p99, "slow_receiver_p99_ms": w.p99}));
+        pooled_off.add(&off);
+        pooled_slow.add(&slow);
+    }
+    let (off, slow) = (pooled_off.summary(), pooled_slow.summary());
 
     let ratio = if off.p99 > 0.0 {
         slow.p99 / off.p99
@@ -299,6 +347,7 @@ async fn main() {
             "seconds": args.seconds,
             "receiver_delay_ms": args.receiver_delay_ms,
             "notify_concurrency": args.notify_concurrency,
+            "rounds": rounds,
             "off": off.json(),
             "slow_receiver": slow.json(),
             "p99_ratio": ratio,
@@ -308,10 +357,11 @@ async fn main() {
         return;
     }
     println!(
-        "notify_bench: {} PATCH /api/tasks/{{id}} per run at {}/s for {} s (SQLite, loopback, {} build)",
+        "notify_bench: {} PATCH /api/tasks/{{id}} per run at {}/s for {} s, {} rounds pooled (SQLite, loopback, {} build)",
         args.rate as usize * args.seconds as usize,
         args.rate,
         args.seconds,
+        args.rounds.max(1),
         if cfg!(debug_assertions) {
             "debug"
         } else {
