@@ -159,7 +159,11 @@ pub async fn guard_socket_origin(
     req: Request,
     next: Next,
 ) -> Response {
-    if req.uri().path().starts_with("/socket.io") {
+    if req
+        .uri()
+        .path()
+        .starts_with(crate::realtime::runtime::SOCKET_IO_PATH)
+    {
         let headers = req.headers();
         if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
             let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
