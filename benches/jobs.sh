@@ -9,8 +9,11 @@
 #   benches/jobs.sh            # writes benches/results/jobs.json and prints a markdown table
 #
 # Environment: TASKS (100000), CLIENTS (200), RATE (20), UPDATES (300: 15 s of updates, so the
-# whole measurement falls inside the job; the report says how much did). Bounded: every wait
-# has a timeout and the load generator its --duration.
+# whole measurement falls inside the job; the report says how much did), KEEP_AWAKE (1: keep
+# idle CPUs from halting, see benches/lib/common.sh). The load generator watches for machine
+# freezes (a virtual CPU descheduled by the host) and the report gives each latency as measured
+# and without the samples in flight during a freeze. Bounded: every wait has a timeout and the
+# load generator its --duration.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -27,9 +30,10 @@ SECRET="jobs-bench-secret"
 PORT=$((20000 + RANDOM % 12000))
 
 source "$ROOT/benches/lib/common.sh"
-trap 'stop_server; rm -rf "$TMP"' EXIT
+trap 'stop_server; stop_keeping_awake; rm -rf "$TMP"' EXIT
 
 build_release
+keep_cpus_awake
 ulimit -n "$(ulimit -Hn)"
 mkdir -p "$RESULTS"
 
@@ -81,7 +85,7 @@ start_server
 
 echo "==> idle: $CLIENTS clients, $UPDATES updates at $RATE/s" >&2
 taskset -c 1 "$LOADGEN" --url "$URL" --clients "$CLIENTS" --updates "$UPDATES" --rate "$RATE" \
-  --token "$BENCH_TOKEN" --server-pid "$SERVER_PID" --duration 120 --drain 5 --label idle --json \
+  --token "$BENCH_TOKEN" --server-pid "$SERVER_PID" --duration 120 --drain 5 --label idle --json --freeze-probe \
   >"$TMP/idle.json"
 RSS_IDLE="$(awk '/VmRSS/ {print $2}' /proc/$SERVER_PID/status)"
 
@@ -92,37 +96,51 @@ bulk_id="$(curl -sf -X POST -H "authorization: Bearer $BULK_TOKEN" -H 'content-t
   -d '{"kind": "bulk_update", "params": {"filter": {}, "patch": {"status": "completed"}}}' \
   "$URL/api/jobs" | job_id)"
 taskset -c 1 "$LOADGEN" --url "$URL" --clients "$CLIENTS" --updates "$UPDATES" --rate "$RATE" \
-  --token "$BENCH_TOKEN" --server-pid "$SERVER_PID" --duration 120 --drain 5 --label busy --json \
+  --token "$BENCH_TOKEN" --server-pid "$SERVER_PID" --duration 120 --drain 5 --label busy --json --freeze-probe \
   >"$TMP/busy.json"
 LOADGEN_DONE=$(date +%s.%N)
 wait_job "$bulk_id" 1200 >"$TMP/bulk.json"
 PEAK_KIB="$(awk '/VmHWM/ {print $2}' /proc/$SERVER_PID/status)"
 stop_server
 
-python3 - "$TMP" "$RESULTS/jobs.json" "$RSS_IDLE" "$PEAK_KIB" "$JOB_SUBMITTED" "$LOADGEN_DONE" "$TASKS" <<'PY'
+python3 - "$TMP" "$RESULTS/jobs.json" "$RSS_IDLE" "$PEAK_KIB" "$JOB_SUBMITTED" "$LOADGEN_DONE" "$TASKS" "${KEEP_AWAKE:-1}" <<'PY'
 import json, sys, datetime
-tmp, out, rss_idle, peak, submitted, loadgen_done, tasks = sys.argv[1:]
+tmp, out, rss_idle, peak, submitted, loadgen_done, tasks, keep_awake = sys.argv[1:]
 load = lambda n: json.load(open(f"{tmp}/{n}.json"))
 idle, busy, bulk = load("idle"), load("busy"), load("bulk")
 ts = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 seconds = ts(bulk["finished_at"]) - ts(bulk["started_at"])
 overlap = min(float(loadgen_done), ts(bulk["finished_at"])) - float(submitted)
 loadgen_seconds = float(loadgen_done) - float(submitted)
+def phase(r):
+    out = {"delivery_p99_ms": r["delivery"]["p99_ms"], "delivery_p50_ms": r["delivery"]["p50_ms"],
+           "rest_p99_ms": r["rest"]["p99_ms"], "rest_p50_ms": r["rest"]["p50_ms"], "lost": r["lost"],
+           "freezes": r.get("freezes")}
+    if r.get("delivery_outside_freezes"):
+        out["outside_freezes"] = {
+            "delivery_p99_ms": r["delivery_outside_freezes"]["p99_ms"],
+            "delivery_p50_ms": r["delivery_outside_freezes"]["p50_ms"],
+            "rest_p99_ms": r["rest_outside_freezes"]["p99_ms"],
+            "rest_p50_ms": r["rest_outside_freezes"]["p50_ms"],
+        }
+    return out
+ratio = lambda b, i: round(b / max(i, 0.001), 2)
 report = {
-    "tasks": int(tasks), "state": bulk["state"], "result": bulk["result"],
+    "tasks": int(tasks), "cpus_kept_awake": keep_awake == "1", "state": bulk["state"], "result": bulk["result"],
     "job_seconds": round(seconds, 2), "tasks_per_second": round(bulk["result"]["updated"] / seconds),
     "peak_rss_mib": round(int(peak) / 1024, 1), "idle_rss_mib": round(int(rss_idle) / 1024, 1),
     "loadgen_busy_seconds_overlapping_job": round(overlap, 1),
     "loadgen_busy_seconds": round(loadgen_seconds, 1),
-    "idle": {"delivery_p99_ms": idle["delivery"]["p99_ms"], "delivery_p50_ms": idle["delivery"]["p50_ms"],
-             "rest_p99_ms": idle["rest"]["p99_ms"], "rest_p50_ms": idle["rest"]["p50_ms"], "lost": idle["lost"]},
-    "busy": {"delivery_p99_ms": busy["delivery"]["p99_ms"], "delivery_p50_ms": busy["delivery"]["p50_ms"],
-             "rest_p99_ms": busy["rest"]["p99_ms"], "rest_p50_ms": busy["rest"]["p50_ms"], "lost": busy["lost"]},
+    "idle": phase(idle), "busy": phase(busy),
 }
-report["delivery_p99_ratio"] = round(report["busy"]["delivery_p99_ms"] / max(report["idle"]["delivery_p99_ms"], 0.001), 2)
-report["rest_p99_ratio"] = round(report["busy"]["rest_p99_ms"] / max(report["idle"]["rest_p99_ms"], 0.001), 2)
-json.dump(report, open(out, "w"), indent=2)
 i, b = report["idle"], report["busy"]
+report["delivery_p99_ratio"] = ratio(b["delivery_p99_ms"], i["delivery_p99_ms"])
+report["rest_p99_ratio"] = ratio(b["rest_p99_ms"], i["rest_p99_ms"])
+if "outside_freezes" in i and "outside_freezes" in b:
+    io, bo = i["outside_freezes"], b["outside_freezes"]
+    report["outside_freezes"] = {"delivery_p99_ratio": ratio(bo["delivery_p99_ms"], io["delivery_p99_ms"]),
+                                 "rest_p99_ratio": ratio(bo["rest_p99_ms"], io["rest_p99_ms"])}
+json.dump(report, open(out, "w"), indent=2)
 print(f"| bulk_update of {report['tasks']} tasks (SQLite) | {report['job_seconds']} s, {report['tasks_per_second']} tasks/s, peak RSS {report['peak_rss_mib']} MiB (idle {report['idle_rss_mib']} MiB) |")
 print("|---|---|")
 print(f"| socket delivery p50 / p99, idle | {i['delivery_p50_ms']:.1f} / {i['delivery_p99_ms']:.1f} ms |")
@@ -131,4 +149,10 @@ print(f"| REST update p50 / p99, idle | {i['rest_p50_ms']:.1f} / {i['rest_p99_ms
 print(f"| REST update p50 / p99, during the job | {b['rest_p50_ms']:.1f} / {b['rest_p99_ms']:.1f} ms ({report['rest_p99_ratio']}x) |")
 print(f"| events lost (idle / busy) | {i['lost']} / {b['lost']} |")
 print(f"| load generator time inside the job | {report['loadgen_busy_seconds_overlapping_job']} of {report['loadgen_busy_seconds']} s |")
+if "outside_freezes" in report:
+    io, bo, r = i["outside_freezes"], b["outside_freezes"], report["outside_freezes"]
+    fz = lambda p: f"{p['freezes']['count']} ({p['freezes']['total_ms']:.0f} ms)" if p.get("freezes") else "?"
+    print(f"| machine freezes (idle / busy) | {fz(i)} / {fz(b)} |")
+    print(f"| without samples in flight during a freeze: delivery p99 idle / busy | {io['delivery_p99_ms']:.1f} / {bo['delivery_p99_ms']:.1f} ms ({r['delivery_p99_ratio']}x) |")
+    print(f"| without samples in flight during a freeze: REST p99 idle / busy | {io['rest_p99_ms']:.1f} / {bo['rest_p99_ms']:.1f} ms ({r['rest_p99_ratio']}x) |")
 PY

@@ -22,7 +22,7 @@
 use std::cell::{Cell, RefCell};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -31,6 +31,13 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::LocalSet;
 use tokio_util::sync::CancellationToken;
+
+#[path = "support/stall_probe.rs"]
+mod stall_probe;
+use stall_probe::StallProbe;
+
+/// A probe wake-up this late means a CPU was frozen (see `support/stall_probe.rs`).
+const FREEZE: Duration = Duration::from_millis(10);
 
 /// Command line of the load generator.
 #[derive(Debug, Clone, Parser)]
@@ -85,6 +92,10 @@ struct Args {
     /// Exit with status 1 when an event was lost or a client failed to connect.
     #[arg(long)]
     fail_on_loss: bool,
+    /// Watch for machine freezes (a virtual CPU descheduled by the host) and report delivery
+    /// and REST latency also without the samples in flight during one.
+    #[arg(long)]
+    freeze_probe: bool,
 }
 
 /// Nanoseconds since the load generator started, on the monotonic clock shared by the REST
@@ -366,6 +377,9 @@ mod ws {
 struct Shared {
     /// Delivery latency of every update event, in µs.
     latency: RefCell<Histogram<u64>>,
+    /// The same, without the events in flight during a machine freeze (with `--freeze-probe`).
+    latency_clear: RefCell<Histogram<u64>>,
+    probe: Option<Arc<StallProbe>>,
     /// Update events received (duplicates excluded).
     received: Cell<u64>,
     /// Update events received twice by the same client.
@@ -454,6 +468,11 @@ async fn client(
                         shared.received.set(shared.received.get() + 1);
                         let us = received_at.saturating_sub(sent) / 1000;
                         let _ = shared.latency.borrow_mut().record(us.max(1));
+                        if let Some(probe) = &shared.probe
+                            && !probe.overlaps(sent, received_at)
+                        {
+                            let _ = shared.latency_clear.borrow_mut().record(us.max(1));
+                        }
                     }
                 }
                 _ => shared.unstamped.set(shared.unstamped.get() + 1),
@@ -529,6 +548,8 @@ fn parse_u64(bytes: &[u8]) -> Option<(u64, &[u8])> {
 #[derive(Debug, Default)]
 struct RestOutcome {
     latency: Option<Histogram<u64>>,
+    /// Without the requests in flight during a machine freeze (with a probe).
+    latency_clear: Option<Histogram<u64>>,
     sent: u64,
     errors: u64,
     first_error: Option<String>,
@@ -545,6 +566,7 @@ fn rest_updates(
     updates: u64,
     rate: f64,
     deadline: Instant,
+    probe: Option<Arc<StallProbe>>,
 ) -> RestOutcome {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -566,6 +588,7 @@ fn rest_updates(
             let (http, url) = (http.clone(), url.clone());
             requests.spawn(async move {
                 let t0 = Instant::now();
+                let t0_ns = now_ns();
                 let body = format!(r#"{{"description":"lg:{seq}:{}"}}"#, now_ns());
                 let res = http
                     .patch(&url)
@@ -580,13 +603,14 @@ fn rest_updates(
                     Ok(r) => Err(format!("status {}", r.status())),
                     Err(e) => Err(error_chain(&e)),
                 };
-                (t0.elapsed().as_micros() as u64, res)
+                (t0_ns, t0.elapsed().as_micros() as u64, res)
             });
             sent += 1;
         }
         let send_span_s = start.elapsed().as_secs_f64();
         let mut outcome = RestOutcome {
             latency: Some(histogram()),
+            latency_clear: probe.as_ref().map(|_| histogram()),
             sent,
             send_span_s,
             ..RestOutcome::default()
@@ -594,10 +618,15 @@ fn rest_updates(
         while let Ok(Some(done)) =
             tokio::time::timeout_at(deadline.into(), requests.join_next()).await
         {
-            let Ok((us, res)) = done else { continue };
+            let Ok((t0_ns, us, res)) = done else { continue };
             match res {
                 Ok(()) => {
                     let _ = outcome.latency.as_mut().map(|h| h.record(us.max(1)));
+                    if let (Some(probe), Some(h)) = (&probe, outcome.latency_clear.as_mut())
+                        && !probe.overlaps(t0_ns, t0_ns + us * 1000)
+                    {
+                        let _ = h.record(us.max(1));
+                    }
                 }
                 Err(e) => {
                     outcome.errors += 1;
@@ -725,6 +754,25 @@ struct Report {
     /// CPU time the load generator itself used per second of the measured phase (1.0 = one
     /// core): near 1.0 means the load generator, not the server, was the limit.
     loadgen_cpu_cores: Option<f64>,
+    /// Machine freezes during the measured phase (with `--freeze-probe`).
+    freezes: Option<FreezeReport>,
+    /// Delivery latency without the events in flight during a freeze.
+    delivery_outside_freezes: Option<Percentiles>,
+    /// REST latency without the requests in flight during a freeze.
+    rest_outside_freezes: Option<Percentiles>,
+}
+
+/// What the freeze probe saw during the measured phase.
+#[derive(Debug, Serialize)]
+struct FreezeReport {
+    /// Wake-ups later than this counted as a freeze.
+    threshold_ms: f64,
+    count: usize,
+    total_ms: f64,
+    longest_ms: f64,
+    /// Whether the probe ran at real-time priority (it does as root), so that only a frozen
+    /// CPU, not a busy one, could make it late.
+    realtime: bool,
 }
 
 /// What `/proc/<server-pid>` showed.
@@ -784,8 +832,13 @@ async fn run(args: Args) -> Result<Report, String> {
     let idle = sample();
 
     let title = format!("loadgen {}", std::process::id());
+    let probe = args
+        .freeze_probe
+        .then(|| Arc::new(StallProbe::start(now_ns, FREEZE)));
     let shared = Rc::new(Shared {
         latency: RefCell::new(histogram()),
+        latency_clear: RefCell::new(histogram()),
+        probe: probe.clone(),
         received: Cell::new(0),
         duplicates: Cell::new(0),
         unstamped: Cell::new(0),
@@ -880,12 +933,15 @@ async fn run(args: Args) -> Result<Report, String> {
     let before = sample();
     let self_before = proc_sample("self");
     let measure_start = Instant::now();
+    let measure_start_ns = now_ns();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     {
         let (base, token, task) = (base.clone(), args.token.clone(), task_id.clone());
-        let (updates, rate) = (args.updates, args.rate);
+        let (updates, rate, probe) = (args.updates, args.rate, probe.clone());
         std::thread::spawn(move || {
-            let _ = done_tx.send(rest_updates(base, token, task, updates, rate, deadline));
+            let _ = done_tx.send(rest_updates(
+                base, token, task, updates, rate, deadline, probe,
+            ));
         });
     }
     let rest = match tokio::time::timeout_at(deadline.into(), done_rx).await {
@@ -940,6 +996,20 @@ async fn run(args: Args) -> Result<Report, String> {
         );
     }
     let latency = shared.latency.borrow();
+    let freezes = probe.as_ref().map(|p| {
+        let seen = p.stalls_between(measure_start_ns, now_ns());
+        FreezeReport {
+            threshold_ms: FREEZE.as_secs_f64() * 1000.0,
+            count: seen.len(),
+            total_ms: seen.iter().map(|s| s.ms()).sum(),
+            longest_ms: seen.iter().map(|s| s.ms()).fold(0.0, f64::max),
+            realtime: p.realtime,
+        }
+    });
+    let delivery_outside_freezes = probe
+        .as_ref()
+        .map(|_| Percentiles::of(&shared.latency_clear.borrow()));
+    let rest_outside_freezes = rest.latency_clear.as_ref().map(Percentiles::of);
     Ok(Report {
         label: args.label,
         clients: args.clients,
@@ -971,6 +1041,9 @@ async fn run(args: Args) -> Result<Report, String> {
         timed_out,
         server,
         loadgen_cpu_cores,
+        freezes,
+        delivery_outside_freezes,
+        rest_outside_freezes,
     })
 }
 
@@ -1045,6 +1118,32 @@ fn summary(r: &Report) -> String {
             cpu = srv.cpu_s,
             cores = srv.cpu_cores,
             per_ev = srv.cpu_us_per_event,
+        );
+    }
+    if let (Some(f), Some(d), Some(rest)) = (
+        &r.freezes,
+        &r.delivery_outside_freezes,
+        &r.rest_outside_freezes,
+    ) {
+        s += &format!(
+            "machine freezes (a CPU stopped > {:.0} ms{}): {} ({:.0} ms in all, longest {:.0} ms); \
+             without what was in flight during one: delivery p50 {:.1} ms p99 {:.1} ms ({} \
+             events), REST p50 {:.1} ms p99 {:.1} ms ({} requests)\n",
+            f.threshold_ms,
+            if f.realtime {
+                ""
+            } else {
+                ", probe without real-time priority"
+            },
+            f.count,
+            f.total_ms,
+            f.longest_ms,
+            d.p50_ms,
+            d.p99_ms,
+            d.count,
+            rest.p50_ms,
+            rest.p99_ms,
+            rest.count,
         );
     }
     if let Some(c) = r.loadgen_cpu_cores {

@@ -6,6 +6,10 @@
 //! the rounds, since the p99 of one 10-second run is only its 20th-slowest request), the ratio
 //! of their p99s, and the outbox backlog left by the slow receiver with its drain rate.
 //!
+//! A stall probe (`support/stall_probe.rs`) notes when the machine itself froze (a virtual CPU
+//! descheduled by the host); figures are printed as measured and, beside them, without the
+//! requests that were in flight during a freeze, since no server can answer while frozen.
+//!
 //! Run: `cargo run --release --example notify_bench` (add `-- --json` for one JSON object,
 //! `-- --help` for the knobs). Loopback only; bounded in time (about rounds × 2 × seconds + drain).
 
@@ -21,6 +25,19 @@ use taskwire::domain::notification::Status;
 use taskwire::store::Store;
 use taskwire::{Application, Settings};
 use tokio::sync::{Semaphore, oneshot};
+
+#[path = "support/keep_awake.rs"]
+mod keep_awake;
+#[path = "support/stall_probe.rs"]
+mod stall_probe;
+use keep_awake::KeepAwake;
+use stall_probe::StallProbe;
+
+/// Nanoseconds on the benchmark's time line, shared with the stall probe.
+fn now_ns() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
 
 /// REST update latency with notifications off vs. going to a slow webhook receiver.
 #[derive(Parser, Debug, Clone)]
@@ -50,6 +67,10 @@ struct Args {
     /// Seconds to watch the backlog drain after the slow run.
     #[arg(long, default_value_t = 5)]
     drain_seconds: u64,
+    /// Let idle CPUs halt (by default idle-priority spinners keep them running, see
+    /// `support/keep_awake.rs`).
+    #[arg(long)]
+    let_cpus_idle: bool,
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     json: bool,
@@ -191,15 +212,33 @@ async fn start(webhook: Option<SocketAddr>, args: &Args) -> Running {
     }
 }
 
-/// Latencies of the successful requests of one run, and how many failed.
+/// Latencies of the successful requests of one run (with when each was scheduled, on the
+/// [`now_ns`] time line), and how many failed.
+#[derive(Default)]
 struct Sample {
-    latencies: Vec<Duration>,
+    latencies: Vec<(u64, Duration)>,
     errors: usize,
 }
 
 impl Sample {
     fn summary(&self) -> Summary {
-        Summary::of(self.latencies.clone(), self.errors)
+        Summary::of(
+            self.latencies.iter().map(|(_, l)| *l).collect(),
+            self.errors,
+        )
+    }
+
+    /// The requests that were not in flight during a machine freeze.
+    fn outside_freezes(&self, probe: &StallProbe) -> Sample {
+        Sample {
+            latencies: self
+                .latencies
+                .iter()
+                .filter(|(at, l)| !probe.overlaps(*at, at + l.as_nanos() as u64))
+                .copied()
+                .collect(),
+            errors: self.errors,
+        }
     }
 
     fn add(&mut self, other: &Sample) {
@@ -237,17 +276,18 @@ async fn load(base: &str, args: &Args) -> Sample {
         let request = http
             .patch(format!("{base}/api/tasks/{}", ids[i % ids.len()]))
             .json(&json!({"description": format!("update {i}")}));
+        let at_ns = now_ns().saturating_sub(scheduled.elapsed().as_nanos() as u64);
         handles.push(tokio::spawn(async move {
             let ok = matches!(request.send().await, Ok(r) if r.status().is_success());
-            (scheduled.elapsed(), ok)
+            (at_ns, scheduled.elapsed(), ok)
         }));
     }
     let mut latencies = Vec::with_capacity(total);
     let mut errors = 0;
     for handle in handles {
-        let (latency, ok) = handle.await.unwrap();
+        let (at_ns, latency, ok) = handle.await.unwrap();
         if ok {
-            latencies.push(latency);
+            latencies.push((at_ns, latency));
         } else {
             errors += 1;
         }
@@ -273,6 +313,42 @@ async fn stop(run: Running) {
     let _ = tokio::time::timeout(Duration::from_secs(10), run.server).await;
 }
 
+/// A wake-up this late means the CPU was frozen, not busy: the probe runs at real-time
+/// priority, so nothing in the benchmark delays it by more than a few hundred microseconds.
+const FREEZE: Duration = Duration::from_millis(10);
+
+/// Machine freezes seen during the runs of one configuration.
+#[derive(Default)]
+struct Freezes {
+    count: usize,
+    total_ms: f64,
+    longest_ms: f64,
+}
+
+impl Freezes {
+    fn add(&mut self, probe: &StallProbe, from_ns: u64, to_ns: u64) {
+        for s in probe.stalls_between(from_ns, to_ns) {
+            self.count += 1;
+            self.total_ms += s.ms();
+            self.longest_ms = self.longest_ms.max(s.ms());
+        }
+    }
+
+    fn describe(&self) -> String {
+        if self.count == 0 {
+            return "none".into();
+        }
+        format!(
+            "{} ({:.0} ms in all, longest {:.0} ms)",
+            self.count, self.total_ms, self.longest_ms
+        )
+    }
+
+    fn json(&self) -> Value {
+        json!({"count": self.count, "total_ms": self.total_ms, "longest_ms": self.longest_ms})
+    }
+}
+
 fn line(name: &str, s: &Summary) -> String {
     format!(
         "{name:<15} {:>6} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>6}",
@@ -293,24 +369,34 @@ async fn main() {
 
     let delay = Duration::from_millis(args.receiver_delay_ms);
     let (receiver, answered) = slow_receiver(delay, args.receiver_concurrency).await;
-    let mut pooled_off = Sample {
-        latencies: Vec::new(),
-        errors: 0,
+    now_ns();
+    let awake = if args.let_cpus_idle {
+        None
+    } else {
+        let awake = KeepAwake::start();
+        if awake.is_none() {
+            eprintln!("notify_bench: could not keep the CPUs awake (SCHED_IDLE unavailable)");
+        }
+        awake
     };
-    let mut pooled_slow = Sample {
-        latencies: Vec::new(),
-        errors: 0,
-    };
+    let probe = StallProbe::start(now_ns, FREEZE);
+    let mut pooled_off = Sample::default();
+    let mut pooled_slow = Sample::default();
+    let (mut freezes_off, mut freezes_slow) = (Freezes::default(), Freezes::default());
     let mut rounds = Vec::new();
     let mut after = Backlog::default();
     for round in 1..=args.rounds.max(1) {
         let off_run = start(None, &args).await;
+        let from = now_ns();
         let off = load(&off_run.base, &args).await;
+        freezes_off.add(&probe, from, now_ns());
         stop(off_run).await;
 
         let answered_before = answered.load(Ordering::Relaxed);
         let slow_run = start(Some(receiver), &args).await;
+        let from = now_ns();
         let slow = load(&slow_run.base, &args).await;
+        freezes_slow.add(&probe, from, now_ns());
         let store = taskwire::store::connect(&slow_run.db_url, 2).await.unwrap();
         after = backlog(&store).await;
         after.received_during_load = answered.load(Ordering::Relaxed) - answered_before;
@@ -335,29 +421,46 @@ async fn main() {
         pooled_slow.add(&slow);
     }
     let (off, slow) = (pooled_off.summary(), pooled_slow.summary());
-
-    let ratio = if off.p99 > 0.0 {
-        slow.p99 / off.p99
-    } else {
-        0.0
+    let off_clear = pooled_off.outside_freezes(&probe).summary();
+    let slow_clear = pooled_slow.outside_freezes(&probe).summary();
+    let ratio_of = |slow: &Summary, off: &Summary| {
+        if off.p99 > 0.0 {
+            slow.p99 / off.p99
+        } else {
+            0.0
+        }
     };
+    let ratio = ratio_of(&slow, &off);
+    let ratio_clear = ratio_of(&slow_clear, &off_clear);
     if args.json {
         let out = json!({
             "rate_per_second": args.rate,
             "seconds": args.seconds,
             "receiver_delay_ms": args.receiver_delay_ms,
             "notify_concurrency": args.notify_concurrency,
+            "cpus_kept_awake": awake.is_some(),
             "rounds": rounds,
             "off": off.json(),
             "slow_receiver": slow.json(),
             "p99_ratio": ratio,
+            "machine_freezes": {
+                "probe_realtime": probe.realtime,
+                "threshold_ms": FREEZE.as_secs_f64() * 1000.0,
+                "off": freezes_off.json(),
+                "slow_receiver": freezes_slow.json(),
+            },
+            "outside_freezes": {
+                "off": off_clear.json(),
+                "slow_receiver": slow_clear.json(),
+                "p99_ratio": ratio_clear,
+            },
             "backlog_after_load": after.json(),
         });
         println!("{}", serde_json::to_string_pretty(&out).unwrap());
         return;
     }
     println!(
-        "notify_bench: {} PATCH /api/tasks/{{id}} per run at {}/s for {} s, {} rounds pooled (SQLite, loopback, {} build)",
+        "notify_bench: {} PATCH /api/tasks/{{id}} per run at {}/s for {} s, {} rounds pooled (SQLite, loopback, {} build, CPUs {})",
         args.rate as usize * args.seconds as usize,
         args.rate,
         args.seconds,
@@ -366,6 +469,11 @@ async fn main() {
             "debug"
         } else {
             "release"
+        },
+        if awake.is_some() {
+            "kept awake"
+        } else {
+            "allowed to idle"
         }
     );
     println!(
@@ -377,6 +485,25 @@ async fn main() {
     println!(
         "p99 slow/off: {ratio:.2} (target ≤ 1.2); p99 with the slow receiver: {:.2} ms (target < 10 ms)",
         slow.p99
+    );
+    println!(
+        "machine freezes (a CPU stopped > {:.0} ms{}): {} during the runs with notifications \
+         off, {} with the slow receiver",
+        FREEZE.as_secs_f64() * 1000.0,
+        if probe.realtime {
+            ""
+        } else {
+            "; probe without real-time priority, run as root for a reliable count"
+        },
+        freezes_off.describe(),
+        freezes_slow.describe()
+    );
+    println!("without the requests in flight during a freeze:");
+    println!("{}", line("notifications off", &off_clear));
+    println!("{}", line("slow receiver", &slow_clear));
+    println!(
+        "p99 slow/off: {ratio_clear:.2} (target ≤ 1.2); p99 with the slow receiver: {:.2} ms (target < 10 ms)",
+        slow_clear.p99
     );
     let open = after.pending + after.failed;
     println!(

@@ -21,3 +21,27 @@ build_release() {
   TASKWIRE="$CARGO_TARGET_DIR/release/taskwire"
   LOADGEN="$CARGO_TARGET_DIR/release/examples/loadgen"
 }
+
+AWAKE_PIDS=()
+
+# On a virtual machine an idle virtual CPU is halted, and the host can take milliseconds to run
+# it again when a packet or timer needs it: latency then measures the host, not the server. An
+# idle-priority (SCHED_IDLE) spinner per CPU fills the idle time instead and gives way at once
+# to anything else, like booting with idle=poll. KEEP_AWAKE=0 lets the CPUs idle. Each spinner
+# ends by itself after an hour even if this script is killed.
+keep_cpus_awake() {
+  [[ "${KEEP_AWAKE:-1}" == 1 ]] || return 0
+  if ! command -v chrt >/dev/null; then echo "chrt not found: CPUs may idle" >&2; return 0; fi
+  local cpu
+  for cpu in $(seq 0 $(( $(nproc --all) - 1 ))); do
+    timeout 3600 chrt --idle 0 taskset -c "$cpu" sh -c 'while :; do :; done' &
+    AWAKE_PIDS+=($!)
+  done
+}
+
+# Stops the spinners of keep_cpus_awake.
+stop_keeping_awake() {
+  local pid
+  for pid in "${AWAKE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  AWAKE_PIDS=()
+}

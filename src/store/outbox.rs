@@ -87,10 +87,16 @@ pub(super) const INSERT_ATTEMPT: &str = "INSERT INTO notification_attempts (noti
      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (notification_id, attempt) DO NOTHING";
 
 /// A leased row is due when its lease runs out, not before: counting it earlier would make an
-/// idle dispatcher poll while attempts are in flight.
-pub(super) const NEXT_DUE: &str = "SELECT MIN(CASE WHEN lease_until IS NOT NULL \
-     AND lease_until > next_attempt_at THEN lease_until ELSE next_attempt_at END) \
-     FROM notifications WHERE status IN ('pending', 'failed')";
+/// idle dispatcher poll while attempts are in flight. The earliest unleased row comes first in
+/// `notifications_open_due`; leased rows (in flight, or left by a crashed process) are few.
+pub(super) const NEXT_DUE: &str = "SELECT MIN(due) FROM (\
+     SELECT * FROM (SELECT next_attempt_at AS due FROM notifications \
+        WHERE status IN ('pending', 'failed') AND lease_until IS NULL \
+        ORDER BY next_attempt_at LIMIT 1) AS unleased \
+     UNION ALL \
+     SELECT CASE WHEN lease_until > next_attempt_at THEN lease_until ELSE next_attempt_at END \
+        FROM notifications WHERE lease_until IS NOT NULL AND status IN ('pending', 'failed')\
+     ) AS due_times";
 
 pub(super) const ATTEMPTS_OF: &str = "SELECT attempt, started_at, finished_at, outcome, \
      status_code, error FROM notification_attempts WHERE notification_id = $1 ORDER BY attempt";
