@@ -74,9 +74,37 @@ pub trait Outbox: Send + Sync {
 pub(super) const NOTIFICATION_COLUMNS: &str = "id, workspace, channel, target, event_type, \
      task_id, payload, status, attempts, last_error, created_at, next_attempt_at, delivered_at";
 
-pub(super) const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (id, workspace, channel, \
-     target, event_type, task_id, payload, status, attempts, created_at, next_attempt_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8)";
+/// Parameters each row of [`insert_notifications_sql`] binds.
+pub(super) const NOTIFICATION_PARAMS: usize = 8;
+
+/// One `INSERT` of `rows` notification rows whose parameters start at `$first`, so a change's
+/// rows cost one statement however many webhooks there are, and can follow another statement
+/// in the same round trip.
+pub(super) fn insert_notifications_sql(rows: usize, first: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO notifications (id, workspace, channel, target, event_type, task_id, \
+         payload, status, attempts, created_at, next_attempt_at) VALUES ",
+    );
+    for row in 0..rows {
+        let p = first + row * NOTIFICATION_PARAMS;
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, 'pending', 0, ${}, ${})",
+            p,
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6,
+            p + 7,
+            p + 7
+        ));
+    }
+    sql
+}
 
 pub(super) const SETTLE: &str = "UPDATE notifications SET status = $1, last_error = $2, \
      next_attempt_at = $3, delivered_at = $4, lease_until = NULL \
@@ -195,8 +223,22 @@ macro_rules! impl_sql_outbox {
                 tx: &mut sqlx::Transaction<'_, $db>,
                 rows: &[crate::domain::notification::NewNotification],
             ) -> crate::domain::error::Result<()> {
+                if rows.is_empty() {
+                    return Ok(());
+                }
+                let sql = crate::store::outbox::insert_notifications_sql(rows.len(), 1);
+                let query = Self::bind_notifications(sqlx::query(sqlx::AssertSqlSafe(sql)), rows);
+                query.execute(&mut **tx).await?;
+                Ok(())
+            }
+
+            /// Binds `rows` in the order of [`insert_notifications_sql`](crate::store::outbox::insert_notifications_sql).
+            fn bind_notifications<'q>(
+                mut query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,
+                rows: &'q [crate::domain::notification::NewNotification],
+            ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments> {
                 for n in rows {
-                    sqlx::query(crate::store::outbox::INSERT_NOTIFICATION)
+                    query = query
                         .bind(n.id.to_string())
                         .bind(&n.workspace)
                         .bind(n.channel.as_str())
@@ -204,11 +246,9 @@ macro_rules! impl_sql_outbox {
                         .bind(n.event_type)
                         .bind(n.task_id.to_string())
                         .bind(&n.payload)
-                        .bind(n.created_at)
-                        .execute(&mut **tx)
-                        .await?;
+                        .bind(n.created_at);
                 }
-                Ok(())
+                query
             }
         }
 

@@ -40,7 +40,8 @@ impl_sql_store!(
     sqlx::Postgres,
     "postgres",
     lock = " FOR UPDATE",
-    like = "ILIKE"
+    like = "ILIKE",
+    one_trip = false
 );
 
 impl_sql_outbox!(

@@ -162,9 +162,11 @@ pub(super) fn order_by(query: &TaskQuery) -> String {
 }
 
 /// Implements [`Store`](super::Store) for a backend struct that has `reader()` and `writer()`
-/// pools of database type `$db`.
+/// pools of database type `$db`. `one_trip` says the backend runs several statements sent as
+/// one (SQLite does; a Postgres prepared statement cannot), so a change's event and its
+/// notifications are written in one round trip to the database.
 macro_rules! impl_sql_store {
-    ($store:ty, $db:ty, $name:literal, lock = $lock:literal, like = $like:literal) => {
+    ($store:ty, $db:ty, $name:literal, lock = $lock:literal, like = $like:literal, one_trip = $one_trip:literal) => {
         impl $store {
             fn push_filter(
                 qb: &mut sqlx::QueryBuilder<$db>,
@@ -189,11 +191,14 @@ macro_rules! impl_sql_store {
                 }
             }
 
+            /// Appends the change's event to the log and writes the notifications `plan` asks
+            /// for with it.
             async fn append_event(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 kind: crate::domain::event::EventKind,
                 task: &crate::domain::task::Task,
                 previous: Option<&crate::domain::task::Task>,
+                plan: crate::store::PlanOutbox<'_>,
             ) -> crate::domain::error::Result<crate::domain::event::TaskEvent> {
                 use crate::store::sql::*;
                 let (seq,): (i64,) = sqlx::query_as(NEXT_SEQ)
@@ -207,30 +212,48 @@ macro_rules! impl_sql_store {
                     .map(serde_json::to_string)
                     .transpose()
                     .map_err(crate::domain::error::Error::internal)?;
-                sqlx::query(INSERT_EVENT)
-                    .bind(&task.workspace)
-                    .bind(seq)
-                    .bind(kind.as_str())
-                    .bind(task.id.to_string())
-                    .bind(at)
-                    .bind(task_json)
-                    .bind(previous_json)
-                    .execute(&mut **tx)
-                    .await?;
-                Ok(crate::domain::event::TaskEvent {
+                let event = crate::domain::event::TaskEvent {
                     workspace: task.workspace.clone(),
                     seq,
                     kind,
                     at,
                     task: task.clone(),
                     previous: previous.cloned(),
-                })
+                };
+                let rows = plan(&event);
+                let together = $one_trip && !rows.is_empty();
+                let sql = if together {
+                    sqlx::AssertSqlSafe(format!(
+                        "{INSERT_EVENT}; {}",
+                        crate::store::outbox::insert_notifications_sql(rows.len(), 8)
+                    ))
+                } else {
+                    sqlx::AssertSqlSafe(INSERT_EVENT.to_owned())
+                };
+                let query = sqlx::query(sql)
+                    .bind(&task.workspace)
+                    .bind(seq)
+                    .bind(kind.as_str())
+                    .bind(task.id.to_string())
+                    .bind(at)
+                    .bind(task_json)
+                    .bind(previous_json);
+                if together {
+                    Self::bind_notifications(query, &rows)
+                        .execute(&mut **tx)
+                        .await?;
+                } else {
+                    query.execute(&mut **tx).await?;
+                    Self::insert_notifications(tx, &rows).await?;
+                }
+                Ok(event)
             }
 
             /// Applies one change inside `tx`; `None` when its task does not exist.
             async fn apply(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 change: crate::store::Change<'_>,
+                plan: crate::store::PlanOutbox<'_>,
             ) -> crate::domain::error::Result<Option<crate::domain::event::TaskEvent>> {
                 use crate::domain::event::EventKind;
                 use crate::store::Change;
@@ -253,7 +276,7 @@ macro_rules! impl_sql_store {
                             .bind(t.version)
                             .execute(&mut **tx)
                             .await?;
-                        Self::append_event(tx, EventKind::Created, &t, None).await?
+                        Self::append_event(tx, EventKind::Created, &t, None, plan).await?
                     }
                     Change::Update {
                         workspace,
@@ -279,7 +302,8 @@ macro_rules! impl_sql_store {
                             .bind(previous.version)
                             .execute(&mut **tx)
                             .await?;
-                        Self::append_event(tx, EventKind::Updated, &next, Some(&previous)).await?
+                        Self::append_event(tx, EventKind::Updated, &next, Some(&previous), plan)
+                            .await?
                     }
                     Change::Delete {
                         workspace,
@@ -296,7 +320,8 @@ macro_rules! impl_sql_store {
                             .bind(task.version)
                             .execute(&mut **tx)
                             .await?;
-                        Self::append_event(tx, EventKind::Deleted, &task, Some(&current)).await?
+                        Self::append_event(tx, EventKind::Deleted, &task, Some(&current), plan)
+                            .await?
                     }
                 };
                 Ok(Some(event))
@@ -385,10 +410,9 @@ macro_rules! impl_sql_store {
                 plan: crate::store::PlanOutbox<'_>,
             ) -> crate::domain::error::Result<Option<crate::domain::event::TaskEvent>> {
                 let mut tx = self.writer().begin().await?;
-                let Some(event) = Self::apply(&mut tx, change).await? else {
+                let Some(event) = Self::apply(&mut tx, change, plan).await? else {
                     return Ok(None);
                 };
-                Self::insert_notifications(&mut tx, &plan(&event)).await?;
                 tx.commit().await?;
                 Ok(Some(event))
             }
@@ -401,11 +425,7 @@ macro_rules! impl_sql_store {
                 let mut tx = self.writer().begin().await?;
                 let mut events = Vec::with_capacity(changes.len());
                 for change in changes {
-                    let event = Self::apply(&mut tx, change).await?;
-                    if let Some(event) = &event {
-                        Self::insert_notifications(&mut tx, &plan(event)).await?;
-                    }
-                    events.push(event);
+                    events.push(Self::apply(&mut tx, change, plan).await?);
                 }
                 tx.commit().await?;
                 Ok(events)

@@ -103,7 +103,8 @@ impl_sql_store!(
     sqlx::Sqlite,
     "sqlite",
     lock = "",
-    like = "LIKE"
+    like = "LIKE",
+    one_trip = true
 );
 
 impl_sql_outbox!(SqliteStore, sqlx::Sqlite, skip_locked = "");
