@@ -43,6 +43,18 @@ def num(value, digits=1):
     return f"{value:,}"
 
 
+def clear_p99(r: dict):
+    """Delivery p99 without the events in flight during a machine freeze, if measured."""
+    return (r.get("delivery_outside_freezes") or {}).get("p99_ms")
+
+
+def freezes(r: dict) -> str:
+    f = r.get("freezes")
+    if not f:
+        return "–"
+    return f"{f['count']} ({f['total_ms'] / 1000:.1f} s)"
+
+
 def row(r: dict) -> str:
     srv = r.get("server") or {}
     lost = r["lost"]
@@ -54,6 +66,8 @@ def row(r: dict) -> str:
         num(r["rate"], 0),
         num(r["delivery"]["p50_ms"]),
         num(r["delivery"]["p99_ms"]),
+        num(clear_p99(r)),
+        freezes(r),
         num(r["delivery"]["p999_ms"]),
         num(r["delivery"]["max_ms"]),
         lost_text,
@@ -70,10 +84,11 @@ def row(r: dict) -> str:
 
 
 HEADER = (
-    "| server | clients | updates/s | p50 ms | p99 ms | p99.9 ms | max ms | lost | events/s "
+    "| server | clients | updates/s | p50 ms | p99 ms | p99 ms outside freezes | host freezes "
+    "| p99.9 ms | max ms | lost | events/s "
     "| server CPU (cores) | CPU µs/event | RSS KiB/conn | connect p99 ms | ramp s "
     "| REST p99 ms | loadgen CPU (cores) |\n"
-    "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
 )
 
 
@@ -99,10 +114,16 @@ def targets(runs: dict) -> list:
     if tw5:
         p = tw5["delivery"]["p99_ms"]
         lines.append(f"| 10 000 × 5/s: p99 ≤ 200 ms | {p:,.1f} ms | 200 ms | {verdict(p <= 200)} |")
+        c = clear_p99(tw5)
+        if c is not None:
+            lines.append(f"| 10 000 × 5/s: p99 ≤ 200 ms, outside host freezes | {c:,.1f} ms | 200 ms | {verdict(c <= 200)} |")
     if tw20:
         lines.append(f"| 10 000 × 20/s: zero loss | {tw20['lost']:,} lost | 0 | {verdict(tw20['lost'] == 0)} |")
         p = tw20["delivery"]["p99_ms"]
         lines.append(f"| 10 000 × 20/s: p99 ≤ 400 ms | {p:,.1f} ms | 400 ms | {verdict(p <= 400)} |")
+        c = clear_p99(tw20)
+        if c is not None:
+            lines.append(f"| 10 000 × 20/s: p99 ≤ 400 ms, outside host freezes | {c:,.1f} ms | 400 ms | {verdict(c <= 400)} |")
     if tw20 and node20 and cpu(tw20) and cpu(node20):
         t, n = cpu(tw20), cpu(node20)
         lines.append(f"| 10 000 × 20/s: CPU/event ≤ 0.45 × Node's | {t:.2f} µs | 0.45 × {n:.2f} = {0.45 * n:.2f} µs | {verdict(t <= 0.45 * n)} |")
@@ -126,6 +147,7 @@ def conditions(env: dict) -> str:
         f"{env.get('node', '?')}, socket.io {env.get('socketio', '?')}. Open files: soft limit "
         f"{env.get('nofile_before', '?')} before, raised to {env.get('nofile_after', '?')}. "
         f"Priority: nice {env.get('nice', '?')}, autogroup {env.get('autogroup', '?')}. "
+        f"Idle CPUs kept awake: {'yes' if env.get('kept_awake') == '1' else 'no'}. "
         f"Load average {env.get('load_before', '?')} before the runs, "
         f"{env.get('load_after', '?')} after."
     )

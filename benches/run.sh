@@ -11,7 +11,10 @@
 #   benches/run.sh --quick            # N = 1 000 only, 5 s of updates: checks the tooling
 #
 # Environment: SECONDS_PER_RUN (updates phase, default 20), CLIENTS ("1000 5000 10000"),
-# RATES ("5 20"), SERVERS ("taskwire node"). Every run is bounded by the load generator's
+# RATES ("5 20"), SERVERS ("taskwire node"), KEEP_AWAKE (1: idle-priority spinners keep idle
+# CPUs from halting, see benches/lib/common.sh). The load generator watches for machine freezes
+# (a virtual CPU descheduled by the host) and reports delivery p99 also without the events in
+# flight during one. Every run is bounded by the load generator's
 # --duration and the script by a per-step timeout; it stops by itself.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -51,9 +54,10 @@ RESULTS="$ROOT/benches/results"
 TMP="$(mktemp -d)"
 PORT=5077
 source "$ROOT/benches/lib/common.sh"
-trap 'stop_server; rm -rf "$TMP"' EXIT
+trap 'stop_server; stop_keeping_awake; rm -rf "$TMP"' EXIT
 
 build_release
+keep_cpus_awake
 if [[ ! -d benches/peers/node/node_modules ]]; then
   (cd benches/peers/node && npm ci --no-audit --no-fund --silent)
 fi
@@ -81,6 +85,7 @@ MACHINE_ENV=machine.env
   echo "load_before=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "nice=$NICE"
   echo "autogroup=$AUTOGROUP"
+  echo "kept_awake=${KEEP_AWAKE:-1}"
 } >"$RESULTS/$MACHINE_ENV"
 
 # Starts a fresh server of kind $1 pinned to CPU 0; sets SERVER_PID and URL.
@@ -122,7 +127,7 @@ measure() {
   start_server "$kind"
   echo "==> $name: $kind, $n clients, $updates updates at $rate/s" >&2
   timeout 300 nice -n "$NICE" taskset -c 1 "$LOADGEN" --url "$URL" --clients "$n" --updates "$updates" \
-    --rate "$rate" --warmup "$WARMUP" --drain 10 --duration 240 --server-pid "$SERVER_PID" --label "$kind" --json \
+    --rate "$rate" --warmup "$WARMUP" --drain 10 --duration 240 --server-pid "$SERVER_PID" --label "$kind" --json --freeze-probe \
     >"$RESULTS/$name.json" 2>"$TMP/summary.txt" || true
   cat "$TMP/summary.txt" >&2
   if ! kill -0 "$SERVER_PID" 2>/dev/null; then
