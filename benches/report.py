@@ -137,6 +137,9 @@ def targets(runs: dict) -> list:
     if rest:
         p = rest["rest"]["p99_ms"]
         lines.append(f"| REST p99 < 10 ms at 200 updates/s, 10 000 clients, SQLite | {p:,.1f} ms | 10 ms | {verdict(p < 10)} |")
+        c = (rest.get("rest_outside_freezes") or {}).get("p99_ms")
+        if c is not None:
+            lines.append(f"| REST p99 < 10 ms at 200 updates/s, 10 000 clients, SQLite, outside host freezes | {c:,.1f} ms | 10 ms | {verdict(c < 10)} |")
     return lines
 
 
@@ -191,6 +194,13 @@ def render(runs: dict, env: dict, ceiling_env: dict) -> str:
                     f"p90 {r['rest']['p90_ms']:.1f} ms, p99 {r['rest']['p99_ms']:.1f} ms, "
                     f"p99.9 {r['rest']['p999_ms']:.1f} ms, max {r['rest']['max_ms']:.1f} ms; "
                     f"{r['rest_errors']} errors."
+                    + (
+                        f" Without the {r['rest_sent'] - r['rest_outside_freezes']['count']:,} requests in flight "
+                        f"during a host freeze: p50 {r['rest_outside_freezes']['p50_ms']:.1f} ms, "
+                        f"p99 {r['rest_outside_freezes']['p99_ms']:.1f} ms, max {r['rest_outside_freezes']['max_ms']:.1f} ms."
+                        if r.get("rest_outside_freezes")
+                        else ""
+                    )
                 )
     ceiling = sorted(
         (k for k in runs if k.startswith("ceiling-")),
