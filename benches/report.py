@@ -52,6 +52,8 @@ def freezes(r: dict) -> str:
     f = r.get("freezes")
     if not f:
         return "–"
+    if f["count"] == 0:
+        return "0"
     return f"{f['count']} ({f['total_ms'] / 1000:.1f} s)"
 
 
