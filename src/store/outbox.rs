@@ -435,3 +435,22 @@ macro_rules! impl_sql_outbox {
 }
 
 pub(crate) use impl_sql_outbox;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notification_rows_number_their_parameters_from_the_given_one() {
+        let sql = insert_notifications_sql(2, 8);
+        assert!(sql.starts_with("INSERT INTO notifications (id, workspace,"));
+        assert!(sql.ends_with(
+            "VALUES ($8, $9, $10, $11, $12, $13, $14, 'pending', 0, $15, $15), \
+             ($16, $17, $18, $19, $20, $21, $22, 'pending', 0, $23, $23)"
+        ));
+        assert!(
+            insert_notifications_sql(1, 1)
+                .ends_with("($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8)")
+        );
+    }
+}

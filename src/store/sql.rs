@@ -34,6 +34,9 @@ pub(super) const NEXT_SEQ: &str = "INSERT INTO workspace_seqs (workspace, last_s
 pub(super) const NEXT_SEQS: &str = "INSERT INTO workspace_seqs (workspace, last_seq) VALUES ($1, $2) \
      ON CONFLICT (workspace) DO UPDATE SET last_seq = workspace_seqs.last_seq + $2 RETURNING last_seq";
 
+/// Parameters [`INSERT_EVENT`] binds; statements sent with it number theirs from the next.
+pub(super) const EVENT_PARAMS: usize = 7;
+
 pub(super) const INSERT_EVENT: &str = "INSERT INTO task_events (workspace, seq, kind, task_id, at, task, previous) \
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
@@ -225,7 +228,10 @@ macro_rules! impl_sql_store {
                 let sql = if together {
                     sqlx::AssertSqlSafe(format!(
                         "{INSERT_EVENT}; {}",
-                        crate::store::outbox::insert_notifications_sql(rows.len(), 8)
+                        crate::store::outbox::insert_notifications_sql(
+                            rows.len(),
+                            EVENT_PARAMS + 1,
+                        )
                     ))
                 } else {
                     sqlx::AssertSqlSafe(INSERT_EVENT.to_owned())
