@@ -997,12 +997,13 @@ async fn run(args: Args) -> Result<Report, String> {
     }
     let latency = shared.latency.borrow();
     let freezes = probe.as_ref().map(|p| {
-        let seen = p.stalls_between(measure_start_ns, now_ns());
+        let mut seen = stall_probe::Totals::default();
+        p.tally(measure_start_ns, now_ns(), &mut seen);
         FreezeReport {
             threshold_ms: FREEZE.as_secs_f64() * 1000.0,
-            count: seen.len(),
-            total_ms: seen.iter().map(|s| s.ms()).sum(),
-            longest_ms: seen.iter().map(|s| s.ms()).fold(0.0, f64::max),
+            count: seen.count,
+            total_ms: seen.total_ms,
+            longest_ms: seen.longest_ms,
             realtime: p.realtime,
         }
     });

@@ -31,7 +31,7 @@ mod keep_awake;
 #[path = "support/stall_probe.rs"]
 mod stall_probe;
 use keep_awake::KeepAwake;
-use stall_probe::StallProbe;
+use stall_probe::{StallProbe, Totals};
 
 /// Nanoseconds on the benchmark's time line, shared with the stall probe.
 fn now_ns() -> u64 {
@@ -317,36 +317,19 @@ async fn stop(run: Running) {
 /// priority, so nothing in the benchmark delays it by more than a few hundred microseconds.
 const FREEZE: Duration = Duration::from_millis(10);
 
-/// Machine freezes seen during the runs of one configuration.
-#[derive(Default)]
-struct Freezes {
-    count: usize,
-    total_ms: f64,
-    longest_ms: f64,
+/// How freezes read in the summary.
+fn describe(f: &Totals) -> String {
+    if f.count == 0 {
+        return "none".into();
+    }
+    format!(
+        "{} ({:.0} ms in all, longest {:.0} ms)",
+        f.count, f.total_ms, f.longest_ms
+    )
 }
 
-impl Freezes {
-    fn add(&mut self, probe: &StallProbe, from_ns: u64, to_ns: u64) {
-        for s in probe.stalls_between(from_ns, to_ns) {
-            self.count += 1;
-            self.total_ms += s.ms();
-            self.longest_ms = self.longest_ms.max(s.ms());
-        }
-    }
-
-    fn describe(&self) -> String {
-        if self.count == 0 {
-            return "none".into();
-        }
-        format!(
-            "{} ({:.0} ms in all, longest {:.0} ms)",
-            self.count, self.total_ms, self.longest_ms
-        )
-    }
-
-    fn json(&self) -> Value {
-        json!({"count": self.count, "total_ms": self.total_ms, "longest_ms": self.longest_ms})
-    }
+fn freezes_json(f: &Totals) -> Value {
+    json!({"count": f.count, "total_ms": f.total_ms, "longest_ms": f.longest_ms})
 }
 
 fn line(name: &str, s: &Summary) -> String {
@@ -382,21 +365,21 @@ async fn main() {
     let probe = StallProbe::start(now_ns, FREEZE);
     let mut pooled_off = Sample::default();
     let mut pooled_slow = Sample::default();
-    let (mut freezes_off, mut freezes_slow) = (Freezes::default(), Freezes::default());
+    let (mut freezes_off, mut freezes_slow) = (Totals::default(), Totals::default());
     let mut rounds = Vec::new();
     let mut after = Backlog::default();
     for round in 1..=args.rounds.max(1) {
         let off_run = start(None, &args).await;
         let from = now_ns();
         let off = load(&off_run.base, &args).await;
-        freezes_off.add(&probe, from, now_ns());
+        probe.tally(from, now_ns(), &mut freezes_off);
         stop(off_run).await;
 
         let answered_before = answered.load(Ordering::Relaxed);
         let slow_run = start(Some(receiver), &args).await;
         let from = now_ns();
         let slow = load(&slow_run.base, &args).await;
-        freezes_slow.add(&probe, from, now_ns());
+        probe.tally(from, now_ns(), &mut freezes_slow);
         let store = taskwire::store::connect(&slow_run.db_url, 2).await.unwrap();
         after = backlog(&store).await;
         after.received_during_load = answered.load(Ordering::Relaxed) - answered_before;
@@ -446,8 +429,8 @@ async fn main() {
             "machine_freezes": {
                 "probe_realtime": probe.realtime,
                 "threshold_ms": FREEZE.as_secs_f64() * 1000.0,
-                "off": freezes_off.json(),
-                "slow_receiver": freezes_slow.json(),
+                "off": freezes_json(&freezes_off),
+                "slow_receiver": freezes_json(&freezes_slow),
             },
             "outside_freezes": {
                 "off": off_clear.json(),
@@ -495,8 +478,8 @@ async fn main() {
         } else {
             "; probe without real-time priority, run as root for a reliable count"
         },
-        freezes_off.describe(),
-        freezes_slow.describe()
+        describe(&freezes_off),
+        describe(&freezes_slow)
     );
     println!("without the requests in flight during a freeze:");
     println!("{}", line("notifications off", &off_clear));

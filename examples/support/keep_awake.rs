@@ -8,6 +8,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::stall_probe::{Policy, online_cpus, pin};
+
 /// The running spinners; they stop when this is dropped.
 pub struct KeepAwake {
     stop: Arc<AtomicBool>,
@@ -17,53 +19,32 @@ pub struct KeepAwake {
 impl KeepAwake {
     /// Starts one idle-priority spinner per online CPU; `None` where that policy is not
     /// available (a spinner at normal priority would steal time from the benchmark).
-    #[cfg(target_os = "linux")]
     pub fn start() -> Option<KeepAwake> {
-        {
-            // SAFETY: sysconf only reads a system value.
-            let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
-            let stop = Arc::new(AtomicBool::new(false));
-            let (ok_tx, ok_rx) = std::sync::mpsc::channel();
-            let threads = (0..online)
-                .map(|cpu| {
-                    let (stop, ok_tx) = (stop.clone(), ok_tx.clone());
-                    std::thread::Builder::new()
-                        .name(format!("keep-awake-{cpu}"))
-                        .spawn(move || {
-                            // SAFETY: both calls read fully initialised structures passed by
-                            // reference and act on the calling thread (pid 0).
-                            let ok = unsafe {
-                                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                                libc::CPU_SET(cpu, &mut set);
-                                libc::sched_setaffinity(
-                                    0,
-                                    std::mem::size_of::<libc::cpu_set_t>(),
-                                    &set,
-                                );
-                                let param = libc::sched_param { sched_priority: 0 };
-                                libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) == 0
-                            };
-                            let _ = ok_tx.send(ok);
-                            if !ok {
-                                return;
-                            }
-                            while !stop.load(Ordering::Relaxed) {
-                                std::hint::spin_loop();
-                            }
-                        })
-                        .expect("spinner thread starts")
-                })
-                .collect();
-            let all_ok = (0..online).all(|_| ok_rx.recv().unwrap_or(false));
-            let awake = KeepAwake { stop, threads };
-            all_ok.then_some(awake)
-        }
-    }
-
-    /// Not available here.
-    #[cfg(not(target_os = "linux"))]
-    pub fn start() -> Option<KeepAwake> {
-        None
+        let cpus = online_cpus();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ok_tx, ok_rx) = std::sync::mpsc::channel();
+        let threads = cpus
+            .iter()
+            .map(|&cpu| {
+                let (stop, ok_tx) = (stop.clone(), ok_tx.clone());
+                std::thread::Builder::new()
+                    .name(format!("keep-awake-{cpu}"))
+                    .spawn(move || {
+                        let ok = pin(cpu, Policy::Idle);
+                        let _ = ok_tx.send(ok);
+                        if !ok {
+                            return;
+                        }
+                        while !stop.load(Ordering::Relaxed) {
+                            std::hint::spin_loop();
+                        }
+                    })
+                    .expect("spinner thread starts")
+            })
+            .collect();
+        let all_ok = cpus.iter().all(|_| ok_rx.recv().unwrap_or(false));
+        let awake = KeepAwake { stop, threads };
+        all_ok.then_some(awake)
     }
 }
 

@@ -43,14 +43,14 @@ impl StallProbe {
         let stop = Arc::new(AtomicBool::new(false));
         let realtime = Arc::new(AtomicBool::new(true));
         let threshold_ns = threshold.as_nanos() as u64;
-        let threads = cpus()
+        let threads = online_cpus()
             .into_iter()
             .map(|cpu| {
                 let (stalls, stop, realtime) = (stalls.clone(), stop.clone(), realtime.clone());
                 std::thread::Builder::new()
                     .name(format!("stall-probe-{cpu}"))
                     .spawn(move || {
-                        if !pin_realtime(cpu) {
+                        if !pin(cpu, Policy::RealTime) {
                             realtime.store(false, Ordering::Relaxed);
                         }
                         while !stop.load(Ordering::Relaxed) {
@@ -89,24 +89,29 @@ impl StallProbe {
             .any(|s| s.from_ns <= to_ns && from_ns <= s.to_ns)
     }
 
-    /// The freezes seen so far, in time order.
-    pub fn stalls(&self) -> Vec<Stall> {
-        let mut all = self
-            .stalls
-            .lock()
-            .expect("probe lock is never poisoned")
-            .clone();
-        all.sort_by_key(|s| s.from_ns);
-        all
-    }
-
-    /// The freezes within `[from_ns, to_ns]`.
-    pub fn stalls_between(&self, from_ns: u64, to_ns: u64) -> Vec<Stall> {
-        self.stalls()
-            .into_iter()
+    /// Adds the freezes that overlap `[from_ns, to_ns]` to `totals`.
+    pub fn tally(&self, from_ns: u64, to_ns: u64, totals: &mut Totals) {
+        let stalls = self.stalls.lock().expect("probe lock is never poisoned");
+        for s in stalls
+            .iter()
             .filter(|s| s.from_ns <= to_ns && from_ns <= s.to_ns)
-            .collect()
+        {
+            totals.count += 1;
+            totals.total_ms += s.ms();
+            totals.longest_ms = totals.longest_ms.max(s.ms());
+        }
     }
+}
+
+/// How many freezes, how long in all and the longest, over one or more windows.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Totals {
+    /// Freezes seen.
+    pub count: usize,
+    /// Their length together.
+    pub total_ms: f64,
+    /// The longest one.
+    pub longest_ms: f64,
 }
 
 impl Drop for StallProbe {
@@ -120,7 +125,7 @@ impl Drop for StallProbe {
 
 /// Every online CPU, not only those this process is pinned to: a benchmark pins the server and
 /// the load generator to different CPUs, and a freeze of either matters.
-fn cpus() -> Vec<usize> {
+pub fn online_cpus() -> Vec<usize> {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: sysconf only reads a system value.
@@ -132,23 +137,42 @@ fn cpus() -> Vec<usize> {
     (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
 }
 
-/// Pins the calling thread to `cpu` at the lowest real-time priority; false if not allowed.
-fn pin_realtime(cpu: usize) -> bool {
+/// Scheduling policies the benchmark helpers run their threads at.
+#[derive(Debug, Clone, Copy)]
+pub enum Policy {
+    /// The lowest real-time priority: runs before anything else wanting the CPU.
+    RealTime,
+    /// `SCHED_IDLE`: runs only when nothing else wants the CPU.
+    #[allow(
+        dead_code,
+        reason = "used by keep_awake.rs, which not every benchmark including this file has"
+    )]
+    Idle,
+}
+
+/// Pins the calling thread to `cpu` and gives it `policy`; false if that is not allowed.
+pub fn pin(cpu: usize, policy: Policy) -> bool {
     #[cfg(target_os = "linux")]
     {
+        let (policy, priority) = match policy {
+            Policy::RealTime => (libc::SCHED_FIFO, 1),
+            Policy::Idle => (libc::SCHED_IDLE, 0),
+        };
         // SAFETY: both calls only read the structures passed by reference, which are fully
         // initialised, and act on the calling thread (pid 0).
         unsafe {
             let mut set: libc::cpu_set_t = std::mem::zeroed();
             libc::CPU_SET(cpu, &mut set);
             libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-            let param = libc::sched_param { sched_priority: 1 };
-            libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) == 0
+            let param = libc::sched_param {
+                sched_priority: priority,
+            };
+            libc::sched_setscheduler(0, policy, &param) == 0
         }
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = cpu;
+        let _ = (cpu, policy);
         false
     }
 }

@@ -225,18 +225,19 @@ macro_rules! impl_sql_store {
                 };
                 let rows = plan(&event);
                 let together = $one_trip && !rows.is_empty();
-                let sql = if together {
-                    sqlx::AssertSqlSafe(format!(
+                let sql: std::borrow::Cow<'static, str> = if together {
+                    format!(
                         "{INSERT_EVENT}; {}",
                         crate::store::outbox::insert_notifications_sql(
                             rows.len(),
                             EVENT_PARAMS + 1,
                         )
-                    ))
+                    )
+                    .into()
                 } else {
-                    sqlx::AssertSqlSafe(INSERT_EVENT.to_owned())
+                    INSERT_EVENT.into()
                 };
-                let query = sqlx::query(sql)
+                let query = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(&task.workspace)
                     .bind(seq)
                     .bind(kind.as_str())
