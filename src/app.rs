@@ -253,22 +253,16 @@ impl Application {
             io.close().await;
             stopping.cancel();
         });
-        let graceful = stop.clone();
-        let serve = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { graceful.cancelled().await });
-        let served = tokio::select! {
-            res = serve.into_future() => res,
+        let serve = http::serve::serve(listener, router, stop.clone());
+        tokio::select! {
+            () = serve => {},
             () = async { stop.cancelled().await; tokio::time::sleep(deadline).await } => {
                 tracing::warn!("in-flight requests did not finish within the shutdown timeout");
-                Ok(())
             }
         };
         taskwire.shutdown().await;
         tracing::info!("stopped");
-        served
+        Ok(())
     }
 }
 

@@ -15,6 +15,7 @@ mod legacy;
 mod middleware;
 mod notifications;
 mod presence;
+pub mod serve;
 mod tasks;
 
 use std::sync::Arc;
