@@ -184,6 +184,14 @@ impl Permit<'_> {
     }
 }
 
+/// A volatile receiver that never receives, for sessions without a volatile channel: one
+/// process-wide channel rather than one allocated per socket.
+fn idle_volatile_rx() -> watch::Receiver<Option<PacketBuf>> {
+    static IDLE: std::sync::LazyLock<watch::Sender<Option<PacketBuf>>> =
+        std::sync::LazyLock::new(|| watch::channel(None).0);
+    IDLE.subscribe()
+}
+
 #[derive(Debug)]
 pub(crate) struct InternalRx {
     pub buffered_rx: Receiver<PacketBuf>,
@@ -253,7 +261,9 @@ where
     /// Channel to send volatile [PacketBuf]s that bypass the internal buffer.
     /// Uses a [`watch`](tokio::sync::watch) channel so only the latest volatile
     /// message is retained; subsequent volatile sends overwrite the previous one.
-    volatile_tx: watch::Sender<Option<PacketBuf>>,
+    ///
+    /// Direct WebSocket sessions have none: they have no queue to bypass.
+    volatile_tx: Option<watch::Sender<Option<PacketBuf>>>,
 
     /// Internal channel to receive Pong [`Packets`](Packet) (v4 protocol) or Ping (v3 protocol) in the heartbeat job
     /// which is running in a separate task
@@ -292,7 +302,12 @@ where
     ) -> Self {
         let (internal_tx, internal_rx) = mpsc::channel(config.max_buffer_size);
         let (heartbeat_tx, heartbeat_rx) = mpsc::channel(1);
-        let (volatile_tx, volatile_rx) = watch::channel(None);
+        let (volatile_tx, volatile_rx) = if direct.is_some() {
+            (None, idle_volatile_rx())
+        } else {
+            let (tx, rx) = watch::channel(None);
+            (Some(tx), rx)
+        };
 
         Self {
             id: Sid::new(),
@@ -332,6 +347,8 @@ where
     }
 
     /// Sends packets that belong together, to the direct connection or the queue.
+    // The error hands the packets back, as tokio's `try_send` does.
+    #[allow(clippy::result_large_err)]
     fn send_buf(&self, packets: PacketBuf) -> Result<(), TrySendError<PacketBuf>> {
         match &self.direct {
             Some(conn) => conn.send(packets, false),
@@ -372,7 +389,11 @@ where
     ///
     /// If the client or server does not respond within the timeout, the connection is closed.
     #[cfg(feature = "v3")]
-    async fn heartbeat_job(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
+    pub(crate) async fn heartbeat_job(
+        &self,
+        interval: Duration,
+        timeout: Duration,
+    ) -> Result<(), Error> {
         match self.protocol {
             ProtocolVersion::V3 => self.heartbeat_job_v3(interval, timeout).await,
             ProtocolVersion::V4 => self.heartbeat_job_v4(interval, timeout).await,
@@ -383,7 +404,11 @@ where
     ///
     /// If the client does not respond within the timeout, the connection is closed.
     #[cfg(not(feature = "v3"))]
-    async fn heartbeat_job(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
+    pub(crate) async fn heartbeat_job(
+        &self,
+        interval: Duration,
+        timeout: Duration,
+    ) -> Result<(), Error> {
         self.heartbeat_job_v4(interval, timeout).await
     }
 
@@ -593,12 +618,12 @@ where
     }
 
     pub(crate) fn send_volatile(&self, packets: PacketBuf) -> bool {
-        if self.direct.is_some() {
-            // Without a queue to bypass, a volatile packet is one that is dropped when the
-            // connection's output is full.
-            return self.send_buf(packets).is_ok();
+        match &self.volatile_tx {
+            Some(volatile_tx) => volatile_tx.send(Some(packets)).is_ok(),
+            // A direct session: without a queue to bypass, a volatile packet is one that is
+            // dropped when the connection's output is full.
+            None => self.send_buf(packets).is_ok(),
         }
-        self.volatile_tx.send(Some(packets)).is_ok()
     }
 }
 
@@ -661,6 +686,7 @@ where
         let (internal_tx, internal_rx) = mpsc::channel(buffer_size);
         let (heartbeat_tx, heartbeat_rx) = mpsc::channel(1);
         let (volatile_tx, volatile_rx) = watch::channel(None);
+        let volatile_tx = Some(volatile_tx);
 
         let sock = Self {
             id: sid,

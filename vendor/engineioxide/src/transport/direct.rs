@@ -157,6 +157,8 @@ impl Conn {
 
     /// Frames and queues packets that are sent together, in a place reserved beforehand
     /// (`reserved`) or if there is room.
+    // The error hands the packets back, as tokio's `try_send` does.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn send(
         self: &Arc<Self>,
         packets: PacketBuf,

@@ -89,7 +89,8 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
         let conn = upgraded.map(hyper_util::rt::TokioIo::new);
 
         let res = match conn {
-            Ok(conn) => on_init(engine.clone(), conn, protocol, sid, parts).await,
+            // Boxed so that its larger state does not size every direct session's task.
+            Ok(conn) => Box::pin(on_init(engine.clone(), conn, protocol, sid, parts)).await,
             Err(_e) => {
                 #[cfg(feature = "tracing")]
                 tracing::debug!("ws upgrade error: {}", _e);
@@ -236,23 +237,28 @@ async fn on_init_direct<H: EngineIoHandler>(
     );
     #[cfg(feature = "tracing")]
     tracing::debug!(sid = %socket.id, "new direct websocket connection");
-    socket
-        .clone()
-        .spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
-
     let io = ConnIo::new(conn.clone(), read_ahead);
     let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
+    // The heartbeat runs in this task rather than a task of its own: one task per session.
+    let heartbeat = socket.heartbeat_job(engine.config.ping_interval, engine.config.ping_timeout);
     let reading = async {
         tokio::select! {
-            res = forward_to_handler(&engine, ws, &socket) => res,
-            () = conn.failed() => Err(Error::WsTransport(Box::new(tungstenite::Error::Io(
+            res = forward_to_handler(&engine, ws, &socket) => Some(res),
+            () = conn.failed() => Some(Err(Error::WsTransport(Box::new(tungstenite::Error::Io(
                 std::io::ErrorKind::BrokenPipe.into(),
-            )))),
+            ))))),
+            _ = heartbeat => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!(sid = %socket.id, "heartbeat timeout");
+                socket.close(DisconnectReason::HeartbeatTimeout);
+                None
+            }
         }
     };
     let peer_closed = match reading
         .with_cancellation_token(&socket.cancellation_token)
         .await
+        .flatten()
     {
         Some(Err(ref e)) => {
             let reason =
@@ -274,7 +280,8 @@ async fn on_init_direct<H: EngineIoHandler>(
             false
         }
     };
-    conn.finish(!peer_closed).await;
+    // Boxed: only needed once, at the end, so it need not size the session's task.
+    Box::pin(conn.finish(!peer_closed)).await;
 }
 
 /// Forwards all packets received from a websocket to a EngineIo [`Socket`]
