@@ -3,64 +3,65 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use socketioxide::extract::SocketRef;
 
-use super::{Connection, on_command};
+use super::Connection;
 use crate::domain::error::{Error, Result};
-use crate::domain::service::{TaskService, parse_task_id};
-use crate::domain::task::{Actor, Task, type_name};
+use crate::domain::service::parse_task_id;
+use crate::domain::task::{Task, type_name};
 
+/// The ack of a task command.
 #[derive(Debug, Serialize)]
-struct TaskBody {
+pub struct TaskBody {
     task: Task,
 }
 
-/// Registers the task commands on `socket`.
-pub fn register(socket: &SocketRef, conn: &Connection) {
-    command(
-        socket,
-        conn,
-        "create_task",
-        |svc, actor, payload| async move { svc.create(&actor, &payload).await },
-    );
-    command(
-        socket,
-        conn,
-        "update_task",
-        |svc, actor, payload| async move {
+/// The task commands a socket can send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskCommand {
+    /// `create_task`: the payload is the new task.
+    Create,
+    /// `update_task`: the payload has the `id` and the fields to change.
+    Update,
+    /// `delete_task`: the payload is the id, or an object with `id`.
+    Delete,
+}
+
+impl TaskCommand {
+    /// The command an event name stands for, if any.
+    pub fn from_event(event: &str) -> Option<Self> {
+        match event {
+            "create_task" => Some(TaskCommand::Create),
+            "update_task" => Some(TaskCommand::Update),
+            "delete_task" => Some(TaskCommand::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// Runs a task command for the connection and answers with the task.
+pub async fn run(
+    command: TaskCommand,
+    conn: &Connection,
+    payload: std::result::Result<Value, String>,
+) -> Result<TaskBody> {
+    let payload =
+        payload.map_err(|err| Error::invalid("payload", format!("unreadable payload: {err}")))?;
+    let (svc, actor) = (&conn.ctx.service, &conn.actor);
+    let task = match command {
+        TaskCommand::Create => svc.create(actor, &payload).await?,
+        TaskCommand::Update => {
             let id = id_field(&payload)?;
-            svc.update(&actor, id, &payload, None).await
-        },
-    );
-    command(
-        socket,
-        conn,
-        "delete_task",
-        |svc, actor, payload| async move {
+            svc.update(actor, id, &payload, None).await?
+        }
+        TaskCommand::Delete => {
             let id = match &payload {
                 Value::String(raw) => parse_task_id(raw)?,
                 other => id_field(other)?,
             };
-            svc.delete(&actor, id, None).await
-        },
-    );
-}
-
-/// Registers a task command whose handler gets the payload and answers with a task.
-fn command<F, Fut>(socket: &SocketRef, conn: &Connection, event: &'static str, run: F)
-where
-    F: Fn(TaskService, Actor, Value) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<Task>> + Send + 'static,
-{
-    on_command(socket, conn, event, move |_, conn, payload| {
-        let run = run.clone();
-        async move {
-            let payload = payload
-                .map_err(|err| Error::invalid("payload", format!("unreadable payload: {err}")))?;
-            let task = run(conn.ctx.service.clone(), conn.actor.clone(), payload).await?;
-            Ok(TaskBody { task })
+            svc.delete(actor, id, None).await?
         }
-    });
+    };
+    Ok(TaskBody { task })
 }
 
 fn id_field(payload: &Value) -> Result<uuid::Uuid> {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 use socketioxide::SocketIo;
-use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 
 pub use ack::{Ack, AckError};
@@ -31,6 +31,8 @@ use crate::http::{bearer_header, query_token};
 use crate::ratelimit::ConnectionLimit;
 use crate::telemetry::metric;
 use catch_up::{catch_up, resume_from};
+use commands::TaskCommand;
+use rooms::RoomCommand;
 
 /// What socket handlers share across all sockets.
 #[derive(Clone)]
@@ -117,9 +119,7 @@ fn admit(socket: &SocketRef, auth: Option<&Value>, ctx: SocketContext) -> Result
     if resume_from(auth).is_none() {
         socket.join(workspace_room(&conn.actor.workspace));
     }
-    register_sync(socket, &conn);
-    commands::register(socket, &conn);
-    rooms::register(socket, &conn);
+    register_commands(socket, conn);
     Ok(())
 }
 
@@ -147,47 +147,47 @@ async fn on_connected(socket: SocketRef, auth: Option<Value>, ctx: SocketContext
     }
 }
 
-/// `sync {since}` with an ack `{"ok": true, "replayed": k}`.
-fn register_sync(socket: &SocketRef, conn: &Connection) {
-    on_command(socket, conn, "sync", |socket, conn, payload| async move {
-        catch_up::sync(
-            &socket,
-            payload.ok(),
-            &conn.ctx.service,
-            &conn.ctx.hub,
-            &conn.actor.workspace,
-        )
-        .await
-    });
-}
-
-/// Registers a client command: within the connection's rate limit it runs `run` with the
-/// payload (or why it could not be read), and answers with an ack either way.
-fn on_command<T, F, Fut>(socket: &SocketRef, conn: &Connection, event: &'static str, run: F)
-where
-    T: Serialize + Send + 'static,
-    F: Fn(SocketRef, Connection, std::result::Result<Value, String>) -> Fut
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    Fut: Future<Output = Result<T>> + Send + 'static,
-{
-    let conn = conn.clone();
-    socket.on(
-        event,
-        move |socket: SocketRef, TryData(payload): TryData<Value>, ack: AckSender| {
-            let (conn, run) = (conn.clone(), run.clone());
+/// Client commands, each answered with an ack: one handler per socket that dispatches on
+/// the event name. A handler per event would box a copy of the connection for each of the
+/// eight names, about 2 KiB per socket.
+fn register_commands(socket: &SocketRef, conn: Connection) {
+    socket.on_fallback(
+        move |socket: SocketRef,
+              Event(event): Event,
+              TryData(payload): TryData<Value>,
+              ack: AckSender| {
+            let conn = conn.clone();
             async move {
-                let result = match conn.limit.check() {
-                    Err(limited) => Err(limited),
-                    Ok(()) => run(socket, conn, payload.map_err(|e| e.to_string())).await,
-                };
-                let reply: Ack<T> = result.into();
-                if let Err(err) = ack.send(&reply) {
-                    tracing::debug!(error = %err, event, "could not send an ack");
+                let payload = payload.map_err(|e| e.to_string());
+                if event == "sync" {
+                    let (ctx, ws) = (&conn.ctx, &conn.actor.workspace);
+                    let sync = catch_up::sync(&socket, payload.ok(), &ctx.service, &ctx.hub, ws);
+                    answer(&event, &conn, ack, sync).await;
+                } else if let Some(command) = TaskCommand::from_event(&event) {
+                    answer(&event, &conn, ack, commands::run(command, &conn, payload)).await;
+                } else if let Some(command) = RoomCommand::from_event(&event) {
+                    let run = rooms::run(command, socket.clone(), &conn, payload);
+                    answer(&event, &conn, ack, run).await;
                 }
+                // Any other event is not a command: ignored, as it always was.
             }
         },
     );
+}
+
+/// Within the connection's rate limit runs `command`, and answers with an ack either way.
+async fn answer<T: Serialize>(
+    event: &str,
+    conn: &Connection,
+    ack: AckSender,
+    command: impl Future<Output = Result<T>>,
+) {
+    let result = match conn.limit.check() {
+        Err(limited) => Err(limited),
+        Ok(()) => command.await,
+    };
+    let reply: Ack<T> = result.into();
+    if let Err(err) = ack.send(&reply) {
+        tracing::debug!(error = %err, event, "could not send an ack");
+    }
 }

@@ -9,37 +9,48 @@ use uuid::Uuid;
 
 use super::super::hub::task_room;
 use super::super::presence::RoomUsers;
-use super::{Connection, on_command};
+use super::Connection;
 use crate::domain::error::{Error, Result};
 use crate::domain::service::parse_task_id;
 use crate::domain::task::type_name;
 
-/// Registers the room commands on `socket`.
-pub fn register(socket: &SocketRef, conn: &Connection) {
-    for event in ["join-task", "join_task"] {
-        room_command(socket, conn, event, join);
-    }
-    for event in ["leave-task", "leave_task"] {
-        room_command(socket, conn, event, leave);
-    }
+/// The room commands a socket can send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomCommand {
+    /// `join-task` / `join_task`.
+    Join,
+    /// `leave-task` / `leave_task`.
+    Leave,
 }
 
-fn room_command<F, Fut>(socket: &SocketRef, conn: &Connection, event: &'static str, run: F)
-where
-    F: Fn(SocketRef, Connection, Uuid) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<RoomUsers>> + Send + 'static,
-{
-    on_command(socket, conn, event, move |socket, conn, payload| {
-        let run = run.clone();
-        async move {
-            let payload = payload
-                .map_err(|err| Error::invalid("taskId", format!("unreadable payload: {err}")))?;
-            run(socket, conn, task_id_of(&payload)?).await
+impl RoomCommand {
+    /// The command an event name stands for, if any.
+    pub fn from_event(event: &str) -> Option<Self> {
+        match event {
+            "join-task" | "join_task" => Some(RoomCommand::Join),
+            "leave-task" | "leave_task" => Some(RoomCommand::Leave),
+            _ => None,
         }
-    });
+    }
 }
 
-async fn join(socket: SocketRef, conn: Connection, id: Uuid) -> Result<RoomUsers> {
+/// Runs a room command and answers with who is in the room now.
+pub async fn run(
+    command: RoomCommand,
+    socket: SocketRef,
+    conn: &Connection,
+    payload: std::result::Result<Value, String>,
+) -> Result<RoomUsers> {
+    let payload =
+        payload.map_err(|err| Error::invalid("taskId", format!("unreadable payload: {err}")))?;
+    let id = task_id_of(&payload)?;
+    match command {
+        RoomCommand::Join => join(socket, conn, id).await,
+        RoomCommand::Leave => leave(socket, conn, id).await,
+    }
+}
+
+async fn join(socket: SocketRef, conn: &Connection, id: Uuid) -> Result<RoomUsers> {
     // Only tasks of the socket's own workspace; any other id is simply not found.
     let task = conn.ctx.service.get(&conn.actor, id).await?;
     let ws = &conn.actor.workspace;
@@ -52,7 +63,7 @@ async fn join(socket: SocketRef, conn: Connection, id: Uuid) -> Result<RoomUsers
     Ok(users)
 }
 
-async fn leave(socket: SocketRef, conn: Connection, id: Uuid) -> Result<RoomUsers> {
+async fn leave(socket: SocketRef, conn: &Connection, id: Uuid) -> Result<RoomUsers> {
     let ws = &conn.actor.workspace;
     socket.leave(task_room(ws, id));
     let changed = conn.ctx.presence.leave(socket.id.as_str(), id);

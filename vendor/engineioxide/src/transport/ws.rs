@@ -237,29 +237,31 @@ async fn on_init_direct<H: EngineIoHandler>(
     );
     #[cfg(feature = "tracing")]
     tracing::debug!(sid = %socket.id, "new direct websocket connection");
-    let io = ConnIo::new(conn.clone(), read_ahead);
-    let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
-    // The heartbeat runs in this task rather than a task of its own: one task per session.
-    let heartbeat = socket.heartbeat_job(engine.config.ping_interval, engine.config.ping_timeout);
-    let reading = async {
-        tokio::select! {
-            res = forward_to_handler(&engine, ws, &socket) => Some(res),
-            () = conn.failed() => Some(Err(Error::WsTransport(Box::new(tungstenite::Error::Io(
-                std::io::ErrorKind::BrokenPipe.into(),
-            ))))),
-            _ = heartbeat => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!(sid = %socket.id, "heartbeat timeout");
-                socket.close(DisconnectReason::HeartbeatTimeout);
-                None
-            }
+    let ws = WebSocketStream::from_raw_socket(
+        ConnIo::new(conn.clone(), read_ahead),
+        Role::Server,
+        Some(ws_config),
+    )
+    .await;
+    let (interval, timeout) = (engine.config.ping_interval, engine.config.ping_timeout);
+    // One `select!` over futures built in place: a future kept in a local and then moved
+    // into a combinator occupies the task's state twice, and this state is per session.
+    // The heartbeat runs here too, rather than in a task of its own.
+    let read = tokio::select! {
+        biased;
+        () = socket.cancellation_token.cancelled() => None,
+        res = forward_to_handler(&engine, ws, &socket) => Some(res),
+        () = conn.failed() => Some(Err(Error::WsTransport(Box::new(tungstenite::Error::Io(
+            std::io::ErrorKind::BrokenPipe.into(),
+        ))))),
+        _ = socket.heartbeat_job(interval, timeout) => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(sid = %socket.id, "heartbeat timeout");
+            socket.close(DisconnectReason::HeartbeatTimeout);
+            None
         }
     };
-    let peer_closed = match reading
-        .with_cancellation_token(&socket.cancellation_token)
-        .await
-        .flatten()
-    {
+    let peer_closed = match read {
         Some(Err(ref e)) => {
             let reason =
                 Option::<DisconnectReason>::from(e).unwrap_or(DisconnectReason::TransportError);
