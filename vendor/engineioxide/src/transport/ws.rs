@@ -52,6 +52,39 @@ fn ws_response<B>(ws_key: &HeaderValue) -> Response<ResponseBody<B>> {
         .unwrap() // we are only using constants
 }
 
+/// The request as the session keeps it for its lifetime (`Socket::req_parts`): without the
+/// headers and extension that only served the upgrade, so each session holds less.
+fn session_parts(mut parts: Parts) -> Parts {
+    use http::header::{
+        CONNECTION, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
+    };
+    const UPGRADE_ONLY: [http::HeaderName; 5] = [
+        CONNECTION,
+        UPGRADE,
+        SEC_WEBSOCKET_KEY,
+        SEC_WEBSOCKET_VERSION,
+        SEC_WEBSOCKET_EXTENSIONS,
+    ];
+    let kept = parts
+        .headers
+        .keys()
+        .filter(|name| !UPGRADE_ONLY.contains(name))
+        .count();
+    let mut headers = http::HeaderMap::with_capacity(kept);
+    let mut current = None;
+    for (name, value) in parts.headers.drain() {
+        if let Some(name) = name {
+            current = (!UPGRADE_ONLY.contains(&name)).then_some(name);
+        }
+        if let Some(name) = &current {
+            headers.append(name.clone(), value);
+        }
+    }
+    parts.headers = headers;
+    parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    parts
+}
+
 /// Upgrade a websocket request to create a websocket connection.
 ///
 /// If a sid is provided in the query it means that is is upgraded from an existing HTTP polling request.
@@ -70,6 +103,7 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
         .get("Sec-WebSocket-Key")
         .ok_or(Error::InvalidWebSocketKey)?
         .clone();
+    let parts = session_parts(parts);
 
     tokio::spawn(async move {
         let upgraded = match hyper::upgrade::on(req).await {
