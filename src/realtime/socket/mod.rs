@@ -50,7 +50,6 @@ pub struct SocketContext {
 }
 
 /// One socket's view: the shared context, who it is, and its command budget.
-#[derive(Clone)]
 pub struct Connection {
     ctx: SocketContext,
     actor: Actor,
@@ -100,11 +99,12 @@ fn admit(socket: &SocketRef, auth: Option<&Value>, ctx: SocketContext) -> Result
     };
     ctx.presence
         .connect(socket.id.as_str(), &actor.workspace, user);
-    let conn = Connection {
+    // Shared by the socket's two handlers rather than copied into each.
+    let conn = Arc::new(Connection {
         limit: ConnectionLimit::per_second(ctx.commands_per_second),
         ctx,
         actor,
-    };
+    });
     let on_leave = conn.clone();
     socket.on_disconnect(move |socket: SocketRef| {
         let conn = on_leave.clone();
@@ -150,7 +150,7 @@ async fn on_connected(socket: SocketRef, auth: Option<Value>, ctx: SocketContext
 /// Client commands, each answered with an ack: one handler per socket that dispatches on
 /// the event name. A handler per event would box a copy of the connection for each of the
 /// eight names, about 2 KiB per socket.
-fn register_commands(socket: &SocketRef, conn: Connection) {
+fn register_commands(socket: &SocketRef, conn: Arc<Connection>) {
     socket.on_fallback(
         move |socket: SocketRef,
               Event(event): Event,

@@ -195,7 +195,8 @@ fn idle_volatile_rx() -> watch::Receiver<Option<PacketBuf>> {
 #[derive(Debug)]
 pub(crate) struct InternalRx {
     pub buffered_rx: Receiver<PacketBuf>,
-    pub peeked_packet: Option<PacketBuf>,
+    /// Boxed: it is rarely set, and it would otherwise make every socket larger.
+    pub peeked_packet: Option<Box<PacketBuf>>,
     pub volatile_rx: watch::Receiver<Option<PacketBuf>>,
 }
 

@@ -112,7 +112,14 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
             Ok(upgraded) if sid.is_none() && protocol == ProtocolVersion::V4 => {
                 match upgraded.downcast::<hyper_util::rt::TokioIo<tokio::net::TcpStream>>() {
                     Ok(up) => {
-                        on_init_direct(engine, up.io.into_inner(), up.read_buf, parts).await;
+                        // A task of its own: this one's state, sized for the upgrade and the
+                        // queue path, would otherwise be carried for the whole session.
+                        tokio::spawn(on_init_direct(
+                            engine,
+                            up.io.into_inner(),
+                            up.read_buf,
+                            parts,
+                        ));
                         return;
                     }
                     Err(upgraded) => Ok(upgraded),
