@@ -1,11 +1,13 @@
-//! The realtime runtime: Socket.IO connections (engine.io's reader, writer and heartbeat tasks
-//! for every socket) and the hub's fan-out run on a tokio runtime of their own.
+//! The realtime runtime: Socket.IO connections (engine.io's task per session, its flusher,
+//! and for sessions upgraded from polling their writer tasks) and the hub's fan-out run on a
+//! tokio runtime of their own.
 //!
-//! One event to a workspace with 10 000 sockets wakes 10 000 writer tasks. On a shared runtime
-//! a REST request that arrives meanwhile waits in the same run queue behind all of them (REST
-//! p99 of seconds at 10 000 clients × 20 updates/s); on its own runtime, the OS schedules the
-//! two sets of threads, so requests keep their latency, and the realtime threads can be given
-//! a lower priority so that under CPU pressure deliveries wait rather than requests.
+//! One event to a workspace with 10 000 sockets means 10 000 writes. On a shared runtime a
+//! REST request that arrives meanwhile waits in the same run queue behind them (REST p99 of
+//! seconds at 10 000 clients × 20 updates/s when each socket had a writer task); on its own
+//! runtime, the OS schedules the two sets of threads, so requests keep their latency, and the
+//! realtime threads can be given a lower priority so that under CPU pressure deliveries wait
+//! rather than requests.
 
 use axum::extract::{OriginalUri, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
