@@ -14,11 +14,11 @@ cd "$ROOT"
 echo "==> cargo fmt --check" >&2
 cargo fmt --all -- --check
 
-echo "==> cargo clippy --all-targets -- -D warnings" >&2
-cargo clippy --all-targets --quiet -- -D warnings
+echo "==> cargo clippy --workspace --all-targets -- -D warnings" >&2
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-echo "==> cargo test" >&2
-cargo test --all-targets --quiet
+echo "==> cargo test --workspace" >&2
+cargo test --workspace --all-targets --quiet
 
 echo "==> load generator smoke run (50 clients)" >&2
 cargo build --bin taskwire --quiet
