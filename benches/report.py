@@ -158,7 +158,7 @@ def conditions(env: dict) -> str:
     )
 
 
-def render(runs: dict, env: dict, ceiling_env: dict) -> str:
+def render(runs: dict, env: dict, ceiling_env: dict, repeats_env: dict) -> str:
     out = [BEGIN, ""]
     out.append(conditions(env))
     out.append("")
@@ -204,6 +204,20 @@ def render(runs: dict, env: dict, ceiling_env: dict) -> str:
                         else ""
                     )
                 )
+    repeats = sorted(
+        (k for k in runs if k.startswith("repeat-")),
+        key=lambda k: tuple(int(part) for part in k.split("-")[2:]),
+    )
+    if repeats:
+        out.append("")
+        out.append("### Repeats (taskwire, same build and settings, `benches/run.sh --repeats`)")
+        out.append("")
+        if repeats_env:
+            out.append(conditions(repeats_env))
+            out.append("")
+        out.append(HEADER)
+        for k in repeats:
+            out.append(row(runs[k]) if runs[k] else f"| {k}: no result (the run failed) |")
     ceiling = sorted(
         (k for k in runs if k.startswith("ceiling-")),
         key=lambda k: (k.split("-")[1], int(k.split("-")[3]), int(k.split("-")[4])),
@@ -231,7 +245,12 @@ def render(runs: dict, env: dict, ceiling_env: dict) -> str:
 
 def main() -> None:
     results, target = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-    block = render(load(results), machine(results), machine(results, "machine-ceiling.env"))
+    block = render(
+        load(results),
+        machine(results),
+        machine(results, "machine-ceiling.env"),
+        machine(results, "machine-repeats.env"),
+    )
     text = target.read_text() if target.exists() else ""
     if BEGIN in text and END in text:
         head, rest = text.split(BEGIN, 1)

@@ -8,6 +8,8 @@
 #   benches/run.sh                    # the full set (about 15 minutes)
 #   benches/run.sh --find-ceiling     # the full set, then taskwire's ceiling (10 more minutes)
 #   benches/run.sh --ceiling-only     # only the ceiling search
+#   benches/run.sh --repeats          # only taskwire at 10 000 × 5/s and 20/s, REPEATS times
+#                                     # each (default 3, about 6 minutes): how much runs vary
 #   benches/run.sh --quick            # N = 1 000 only, 5 s of updates: checks the tooling
 #
 # Environment: SECONDS_PER_RUN (updates phase, default 20), CLIENTS ("1000 5000 10000"),
@@ -23,10 +25,12 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 MODE=full
 CEILING=0
+REPEAT=0
 for arg in "$@"; do
   case "$arg" in
     --find-ceiling) CEILING=1 ;;
     --ceiling-only) CEILING=1; MODE=none ;;
+    --repeats) REPEAT=1; MODE=none ;;
     --quick) MODE=quick ;;
     *) echo "unknown option $arg" >&2; exit 2 ;;
   esac
@@ -72,6 +76,7 @@ mkdir -p "$RESULTS"
 # Machine and conditions, for the report (the ceiling search alone keeps its own record).
 MACHINE_ENV=machine.env
 [[ "$MODE" == none ]] && MACHINE_ENV=machine-ceiling.env
+[[ "$REPEAT" == 1 ]] && MACHINE_ENV=machine-repeats.env
 {
   echo "date=$(date -u +%Y-%m-%dT%H:%MZ)"
   echo "cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
@@ -170,6 +175,16 @@ r = json.load(open(sys.argv[1]))
 sys.exit(0 if r["lost"] == 0 and r["duplicates"] == 0 and r["delivery"]["p99_ms"] < 250 else 1)
 ' "$1" 2>/dev/null
 }
+
+if [[ "$REPEAT" == 1 ]]; then
+  # The two 10 000-client cells again, with the same settings: one run is not a distribution.
+  rm -f "$RESULTS"/repeat-taskwire-*.json
+  for i in $(seq 1 "${REPEATS:-3}"); do
+    for rate in 5 20; do
+      measure_once_more taskwire 10000 "$rate" $((rate * SECONDS_PER_RUN)) "repeat-taskwire-10000-$rate-$i"
+    done
+  done
+fi
 
 if [[ "$CEILING" == 1 ]]; then
   # Highest update rate at 10 000 clients: rising rates until the first that fails.
