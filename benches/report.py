@@ -158,6 +158,14 @@ def conditions(env: dict) -> str:
     )
 
 
+def section(title: str, env: dict) -> list:
+    """A results section's heading, with its own conditions when it was measured apart."""
+    lines = ["", f"### {title}", ""]
+    if env:
+        lines += [conditions(env), ""]
+    return lines
+
+
 def render(runs: dict, env: dict, ceiling_env: dict, repeats_env: dict) -> str:
     out = [BEGIN, ""]
     out.append(conditions(env))
@@ -209,12 +217,7 @@ def render(runs: dict, env: dict, ceiling_env: dict, repeats_env: dict) -> str:
         key=lambda k: tuple(int(part) for part in k.split("-")[2:]),
     )
     if repeats:
-        out.append("")
-        out.append("### Repeats (taskwire, same build and settings, `benches/run.sh --repeats`)")
-        out.append("")
-        if repeats_env:
-            out.append(conditions(repeats_env))
-            out.append("")
+        out.extend(section("Repeats (taskwire, same build and settings, `benches/run.sh --repeats`)", repeats_env))
         out.append(HEADER)
         for k in repeats:
             out.append(row(runs[k]) if runs[k] else f"| {k}: no result (the run failed) |")
@@ -223,12 +226,7 @@ def render(runs: dict, env: dict, ceiling_env: dict, repeats_env: dict) -> str:
         key=lambda k: (k.split("-")[1], int(k.split("-")[3]), int(k.split("-")[4])),
     )
     if ceiling:
-        out.append("")
-        out.append("### Ceiling search (taskwire; pass = no loss and p99 < 250 ms)")
-        out.append("")
-        if ceiling_env:
-            out.append(conditions(ceiling_env))
-            out.append("")
+        out.extend(section("Ceiling search (taskwire; pass = no loss and p99 < 250 ms)", ceiling_env))
         head, rule = HEADER.split("\n")
         out.append(head + " pass |\n" + rule + ":-:|")
         for k in ceiling:

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::Connection;
+use super::{Connection, readable};
 use crate::domain::error::{Error, Result};
 use crate::domain::service::parse_task_id;
 use crate::domain::task::{Task, type_name};
@@ -44,8 +44,7 @@ pub async fn run(
     conn: &Connection,
     payload: std::result::Result<Value, String>,
 ) -> Result<TaskBody> {
-    let payload =
-        payload.map_err(|err| Error::invalid("payload", format!("unreadable payload: {err}")))?;
+    let payload = readable(payload, "payload")?;
     let (svc, actor) = (&conn.ctx.service, &conn.actor);
     let task = match command {
         TaskCommand::Create => svc.create(actor, &payload).await?,

@@ -24,7 +24,7 @@ pub use ack::{Ack, AckError};
 use super::hub::{Hub, workspace_room};
 use super::presence::{ANONYMOUS, Presence, User};
 use crate::auth::Authenticator;
-use crate::domain::error::Result;
+use crate::domain::error::{Error, Result};
 use crate::domain::service::TaskService;
 use crate::domain::task::Actor;
 use crate::http::{bearer_header, query_token};
@@ -173,6 +173,11 @@ fn register_commands(socket: &SocketRef, conn: Arc<Connection>) {
             }
         },
     );
+}
+
+/// A command's payload, or why it could not be read as a validation error on `field`.
+fn readable(payload: std::result::Result<Value, String>, field: &str) -> Result<Value> {
+    payload.map_err(|err| Error::invalid(field, format!("unreadable payload: {err}")))
 }
 
 /// Within the connection's rate limit runs `command`, and answers with an ack either way.

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::super::hub::task_room;
 use super::super::presence::RoomUsers;
-use super::Connection;
+use super::{Connection, readable};
 use crate::domain::error::{Error, Result};
 use crate::domain::service::parse_task_id;
 use crate::domain::task::type_name;
@@ -41,8 +41,7 @@ pub async fn run(
     conn: &Connection,
     payload: std::result::Result<Value, String>,
 ) -> Result<RoomUsers> {
-    let payload =
-        payload.map_err(|err| Error::invalid("taskId", format!("unreadable payload: {err}")))?;
+    let payload = readable(payload, "taskId")?;
     let id = task_id_of(&payload)?;
     match command {
         RoomCommand::Join => join(socket, conn, id).await,
