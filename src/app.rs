@@ -25,11 +25,11 @@ use crate::http::{self, AppState};
 use crate::jobs::{JobManager, Registry, kinds};
 use crate::notify::{self, Dispatcher};
 use crate::ratelimit::KeyedLimit;
+use crate::realtime::hub::Hub;
 use crate::realtime::presence::Presence;
 use crate::realtime::runtime::RealtimeRuntime;
 use crate::realtime::socket::{self, SocketContext};
-use crate::realtime::{hub::Hub, retention};
-use crate::store::{self, Store};
+use crate::store::{self, Store, retention};
 use crate::telemetry;
 
 /// Connection bursts (a deploy reconnecting thousands of tabs) need more than tokio's 128.

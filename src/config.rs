@@ -143,7 +143,16 @@ pub struct Settings {
     #[arg(long, env = "EVENT_RETENTION_COUNT", default_value_t = 100_000)]
     pub event_retention_count: i64,
 
-    /// How often the replay log is pruned, in seconds.
+    /// How long `delivered` and `dead` notifications (and their attempts) are kept, in
+    /// seconds; pending and failed ones are kept until they settle.
+    #[arg(
+        long,
+        env = "NOTIFICATION_RETENTION_SECONDS",
+        default_value_t = 604_800
+    )]
+    pub notification_retention_seconds: u64,
+
+    /// How often the replay log and settled notifications are pruned, in seconds.
     #[arg(long, env = "EVENT_PRUNE_INTERVAL_SECONDS", default_value_t = 60)]
     pub event_prune_interval_seconds: u64,
 

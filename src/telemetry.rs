@@ -33,6 +33,8 @@ pub mod metric {
     pub const SSE_STREAMS: &str = "taskwire_sse_streams";
     /// Counter of events pruned from the replay log.
     pub const EVENTS_PRUNED: &str = "taskwire_events_pruned_total";
+    /// Counter of settled notifications (delivered, dead) pruned from the outbox.
+    pub const NOTIFICATIONS_PRUNED: &str = "taskwire_notifications_pruned_total";
     /// Counter of events published after the hub stopped (they stay in the log).
     pub const EVENTS_DROPPED: &str = "taskwire_events_dropped_total";
     /// Counter of event-order gaps filled from the log.

@@ -111,7 +111,7 @@ async fn a_pruned_position_gets_resync_required(backend: Backend) {
     }
     let store = app.store().await;
     let pruned = store
-        .prune_events(chrono::Utc::now() - chrono::Duration::days(1), 2)
+        .prune_events(Some(chrono::Utc::now() - chrono::Duration::days(1)), 2)
         .await
         .unwrap();
     assert_eq!(pruned, 4, "all but the last two are gone");
@@ -341,11 +341,11 @@ async fn retention_prunes_by_age_and_by_count_per_workspace() {
             .unwrap();
     }
     settings.event_retention_count = 4;
-    taskwire::realtime::retention::prune_once(&store, &settings).await;
+    taskwire::store::retention::prune_once(&store, &settings).await;
     assert_eq!(store.log_bounds("default").await.unwrap(), (Some(7), 10));
     settings.event_retention_seconds = 0;
     tokio::time::sleep(Duration::from_millis(20)).await;
-    taskwire::realtime::retention::prune_once(&store, &settings).await;
+    taskwire::store::retention::prune_once(&store, &settings).await;
     assert_eq!(
         store.log_bounds("default").await.unwrap(),
         (None, 10),

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -155,6 +155,15 @@ impl Actor {
 /// either database unchanged.
 pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(3)
+}
+
+/// The instant `age` ago, for retention cutoffs; None when that lies before any date the
+/// databases hold (so nothing is that old). Comparing with a sentinel such as
+/// `DateTime::MIN_UTC` instead would go wrong on SQLite, where times compare as text.
+pub fn older_than(age: std::time::Duration) -> Option<DateTime<Utc>> {
+    let age = chrono::Duration::from_std(age).ok()?;
+    let cutoff = Utc::now().checked_sub_signed(age)?;
+    (cutoff.year() >= 1).then_some(cutoff)
 }
 
 /// A change to some fields of a task: `None` = leave as is, `Some(None)` = clear.

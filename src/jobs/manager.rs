@@ -13,7 +13,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use serde_json::json;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, watch};
@@ -28,9 +27,9 @@ use super::registry::{JobError, JobRequest, Registry};
 use crate::config::Settings;
 use crate::domain::error::{Error, Result};
 use crate::domain::service::TaskService;
-use crate::domain::task::{Actor, now};
+use crate::domain::task::{Actor, now, older_than};
 use crate::store::Store;
-use crate::store::jobs::{CancelOutcome, ClaimedJob};
+use crate::store::jobs::{CancelOutcome, ClaimedJob, Orphans};
 use crate::telemetry::metric;
 
 /// Progress reaches the database, SSE streams and sockets at most this often per job.
@@ -225,12 +224,12 @@ impl JobManager {
         let exclusive = inner.store.backend() == "sqlite";
         // A SQLite database has one taskwire process, so whatever was running is orphaned
         // now; on Postgres others may be alive, so only claims that ran out count.
-        let first_cutoff = if exclusive {
-            DateTime::<Utc>::MAX_UTC
+        let first = if exclusive {
+            Orphans::All
         } else {
-            now()
+            Orphans::ExpiredBefore(now())
         };
-        inner.recover(first_cutoff).await;
+        inner.recover(first).await;
         let pool = Arc::new(Semaphore::new(inner.limits.workers));
         let mut last_recovery = Instant::now();
         loop {
@@ -242,7 +241,7 @@ impl JobManager {
                 () = shutdown.cancelled() => break,
             };
             if last_recovery.elapsed() >= inner.limits.heartbeat {
-                inner.recover(now()).await;
+                inner.recover(Orphans::ExpiredBefore(now())).await;
                 last_recovery = Instant::now();
             }
             let at = now();
@@ -287,11 +286,9 @@ impl JobManager {
 
     /// One cleanup pass; returns how many jobs went.
     pub async fn clean_up_once(&self) -> Result<usize> {
-        let retention = chrono::Duration::from_std(self.inner.limits.retention)
-            .unwrap_or(chrono::Duration::MAX);
-        let cutoff = now()
-            .checked_sub_signed(retention)
-            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let Some(cutoff) = older_than(self.inner.limits.retention) else {
+            return Ok(0);
+        };
         let files = self.inner.store.jobs().delete_finished_jobs(cutoff).await?;
         let removed = files.len();
         for path in files {
@@ -351,8 +348,8 @@ impl Inner {
             .cloned()
     }
 
-    async fn recover(&self, expired_before: DateTime<Utc>) {
-        match self.store.jobs().recover_jobs(expired_before).await {
+    async fn recover(&self, orphans: Orphans) {
+        match self.store.jobs().recover_jobs(orphans).await {
             Ok(jobs) => {
                 for job in jobs {
                     tracing::warn!(job_id = %job.id, kind = %job.kind, state = job.state.as_str(),

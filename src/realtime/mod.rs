@@ -5,7 +5,6 @@ pub mod frame;
 pub mod hub;
 pub mod presence;
 pub mod replay;
-pub mod retention;
 pub mod runtime;
 pub mod socket;
 pub mod sse;

@@ -78,11 +78,20 @@ pub trait JobStore: Send + Sync {
         id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<CancelOutcome>;
-    /// Jobs whose lease ran out before `expired_before`: `interrupted`, or `queued` again
-    /// when restartable. Returns them as they are now.
-    async fn recover_jobs(&self, expired_before: DateTime<Utc>) -> Result<Vec<JobRecord>>;
+    /// Running jobs whose process is gone: `interrupted`, or `queued` again when restartable.
+    /// Returns them as they are now.
+    async fn recover_jobs(&self, orphans: Orphans) -> Result<Vec<JobRecord>>;
     /// Deletes final jobs that finished before `cutoff`; returns their result files' paths.
     async fn delete_finished_jobs(&self, cutoff: DateTime<Utc>) -> Result<Vec<String>>;
+}
+
+/// Which running jobs recovery takes as orphaned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Orphans {
+    /// Every running job: the database has one process, and it has just started.
+    All,
+    /// Jobs whose lease ran out before this instant (their process stopped renewing it).
+    ExpiredBefore(DateTime<Utc>),
 }
 
 /// Columns of `jobs` in the order [`JobRow`] reads them.
@@ -345,6 +354,7 @@ macro_rules! impl_sql_jobs {
                     "UPDATE jobs SET state = $1, error = $2, result = $3, result_path = $4, \
                      result_type = $5, result_name = $6, done = $7, total = $8, message = $9, \
                      finished_at = $10, started_at = CASE WHEN $11 THEN NULL ELSE started_at END, \
+                     input = CASE WHEN $11 THEN input ELSE NULL END, \
                      owner = NULL, lease_until = NULL, cancel_requested = FALSE \
                      WHERE id = $12 AND owner = $13 AND state = 'running' RETURNING {JOB_COLUMNS}"
                 ));
@@ -405,24 +415,32 @@ macro_rules! impl_sql_jobs {
 
             async fn recover_jobs(
                 &self,
-                expired_before: chrono::DateTime<chrono::Utc>,
+                orphans: crate::store::jobs::Orphans,
             ) -> crate::domain::error::Result<Vec<crate::jobs::model::JobRecord>> {
                 use crate::store::jobs::*;
+                // No time comparison for `All`: compared as text on SQLite, a far-future bound
+                // such as `DateTime::MAX_UTC` (`+262142-…`) sorts before every real date.
+                let (expired, cutoff) = match orphans {
+                    Orphans::All => ("", None),
+                    Orphans::ExpiredBefore(t) => (" AND lease_until < $3", Some(t)),
+                };
                 let sql = sqlx::AssertSqlSafe(format!(
                     "UPDATE jobs SET \
                        state = CASE WHEN restartable THEN 'queued' ELSE 'interrupted' END, \
                        error = CASE WHEN restartable THEN NULL ELSE $1 END, \
                        finished_at = CASE WHEN restartable THEN NULL ELSE $2 END, \
                        started_at = CASE WHEN restartable THEN NULL ELSE started_at END, \
+                       input = CASE WHEN restartable THEN input ELSE NULL END, \
                        owner = NULL, lease_until = NULL, cancel_requested = FALSE \
-                     WHERE state = 'running' AND lease_until < $3 RETURNING {JOB_COLUMNS}"
+                     WHERE state = 'running'{expired} RETURNING {JOB_COLUMNS}"
                 ));
-                let rows: Vec<JobRow> = sqlx::query_as(sql)
+                let mut query = sqlx::query_as(sql)
                     .bind(interrupted_failure())
-                    .bind(crate::domain::task::now())
-                    .bind(expired_before)
-                    .fetch_all(self.writer())
-                    .await?;
+                    .bind(crate::domain::task::now());
+                if let Some(cutoff) = cutoff {
+                    query = query.bind(cutoff);
+                }
+                let rows: Vec<JobRow> = query.fetch_all(self.writer()).await?;
                 rows.into_iter().map(job_from_row).collect()
             }
 

@@ -6,12 +6,14 @@
 //! - `sql.rs`: the SQL both backends run, stamped out per backend by a macro.
 //! - `outbox.rs`: the notification outbox (claim, settle, list, requeue), the same way.
 //! - `jobs.rs`: background jobs (queue, lease, progress, recovery, cleanup), the same way.
+//! - `retention.rs`: the background pass that keeps the event log and the outbox bounded.
 //! - `sqlite.rs`: one writer connection (SQLite has one writer anyway) + a reader pool, WAL.
 //! - `postgres.rs`: one pool; the per-workspace sequence row serialises writers of a workspace.
 
 pub mod jobs;
 pub mod outbox;
 mod postgres;
+pub mod retention;
 mod sql;
 mod sqlite;
 
@@ -133,9 +135,13 @@ pub trait Store: Send + Sync + 'static {
     /// Oldest retained `seq` of a workspace (None when its log is empty) and its latest `seq`
     /// (0 when it never had an event).
     async fn log_bounds(&self, workspace: &str) -> Result<(Option<i64>, i64)>;
-    /// Deletes events committed before `cutoff` and all but the last `keep` of each
-    /// workspace; returns how many went.
-    async fn prune_events(&self, cutoff: chrono::DateTime<chrono::Utc>, keep: i64) -> Result<u64>;
+    /// Deletes events committed before `cutoff` (None: none is too old) and all but the last
+    /// `keep` of each workspace; returns how many went.
+    async fn prune_events(
+        &self,
+        cutoff: Option<chrono::DateTime<chrono::Utc>>,
+        keep: i64,
+    ) -> Result<u64>;
     /// The last `seq` of every workspace that has events.
     async fn event_heads(&self) -> Result<Vec<(String, i64)>>;
     /// Closes the connections; in-flight queries finish first.

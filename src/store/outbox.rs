@@ -66,6 +66,9 @@ pub trait Outbox: Send + Sync {
     async fn requeue(&self, workspace: &str, id: Uuid, now: DateTime<Utc>) -> Result<Requeued>;
     /// Number of notifications per status.
     async fn backlog(&self) -> Result<Vec<(Status, i64)>>;
+    /// Deletes `delivered` and `dead` notifications settled before `cutoff`, with their
+    /// attempts; returns how many went.
+    async fn prune_settled(&self, cutoff: DateTime<Utc>) -> Result<u64>;
     /// Writes notifications that belong to no single change (a job's summary).
     async fn enqueue(&self, rows: &[crate::domain::notification::NewNotification]) -> Result<()>;
 }
@@ -134,6 +137,18 @@ pub(super) const REQUEUE: &str = "UPDATE notifications SET status = 'pending', \
 
 pub(super) const STATUS_OF: &str =
     "SELECT status FROM notifications WHERE workspace = $1 AND id = $2";
+
+/// Rows deleted per statement when pruning, so one pass never holds the (SQLite) writer for
+/// long however large the backlog of old rows is.
+pub(super) const PRUNE_BATCH: i64 = 5000;
+
+/// One batch of settled notifications older than `$1`. A dead row's `next_attempt_at` is the
+/// time of its last attempt.
+pub(super) const PRUNE_SETTLED: &str = "DELETE FROM notifications WHERE id IN (\
+     SELECT id FROM notifications WHERE status = 'delivered' AND delivered_at < $1 \
+     UNION ALL \
+     SELECT id FROM notifications WHERE status = 'dead' AND next_attempt_at < $1 \
+     LIMIT $2)";
 
 pub(super) const BACKLOG: &str = "SELECT status, COUNT(*) FROM notifications GROUP BY status";
 
@@ -415,6 +430,28 @@ macro_rules! impl_sql_outbox {
                     Some(_) => Requeued::AlreadyDelivered,
                     None => Requeued::NotFound,
                 })
+            }
+
+            async fn prune_settled(
+                &self,
+                cutoff: chrono::DateTime<chrono::Utc>,
+            ) -> crate::domain::error::Result<u64> {
+                use crate::store::outbox::*;
+                let mut pruned = 0;
+                loop {
+                    let gone = sqlx::query(PRUNE_SETTLED)
+                        .bind(cutoff)
+                        .bind(PRUNE_BATCH)
+                        .execute(self.writer())
+                        .await?
+                        .rows_affected();
+                    pruned += gone;
+                    if gone < PRUNE_BATCH as u64 {
+                        return Ok(pruned);
+                    }
+                    // Let the writes queued behind this batch go first.
+                    tokio::task::yield_now().await;
+                }
             }
 
             async fn backlog(

@@ -613,18 +613,22 @@ macro_rules! impl_sql_store {
 
             async fn prune_events(
                 &self,
-                cutoff: chrono::DateTime<chrono::Utc>,
+                cutoff: Option<chrono::DateTime<chrono::Utc>>,
                 keep: i64,
             ) -> crate::domain::error::Result<u64> {
-                let by_age = sqlx::query(crate::store::sql::PRUNE_BY_AGE)
-                    .bind(cutoff)
-                    .execute(self.writer())
-                    .await?;
+                let by_age = match cutoff {
+                    Some(cutoff) => sqlx::query(crate::store::sql::PRUNE_BY_AGE)
+                        .bind(cutoff)
+                        .execute(self.writer())
+                        .await?
+                        .rows_affected(),
+                    None => 0,
+                };
                 let by_count = sqlx::query(crate::store::sql::PRUNE_BY_COUNT)
                     .bind(keep)
                     .execute(self.writer())
                     .await?;
-                Ok(by_age.rows_affected() + by_count.rows_affected())
+                Ok(by_age + by_count.rows_affected())
             }
 
             async fn event_heads(&self) -> crate::domain::error::Result<Vec<(String, i64)>> {

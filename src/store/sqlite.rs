@@ -110,3 +110,44 @@ impl_sql_store!(
 impl_sql_outbox!(SqliteStore, sqlx::Sqlite, skip_locked = "");
 
 impl_sql_jobs!(SqliteStore, sqlx::Sqlite, skip_locked = "");
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, TimeZone, Utc};
+
+    /// SQLite compares the times taskwire stores as text. That is only right while every
+    /// value has the same shape: the driver writes RFC 3339 with `+00:00` and 0, 3, 6 or 9
+    /// fractional digits, which sorts like the times themselves within years 1000–9999.
+    #[tokio::test]
+    async fn stored_times_compare_in_time_order_as_text() {
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        let base = Utc.with_ymd_and_hms(2026, 12, 3, 8, 15, 48).unwrap();
+        let times: Vec<DateTime<Utc>> = [0, 1, 500_000, 500_000_000, 500_000_001, 999_999_999]
+            .into_iter()
+            .map(|ns| base + chrono::Duration::nanoseconds(ns))
+            .chain([
+                base + chrono::Duration::seconds(1),
+                base - chrono::Duration::days(400),
+            ])
+            .collect();
+        for a in &times {
+            for b in &times {
+                let (less,): (bool,) = sqlx::query_as("SELECT $1 < $2")
+                    .bind(a)
+                    .bind(b)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                assert_eq!(less, a < b, "{a:?} < {b:?} as stored text");
+            }
+        }
+        // Why recovery and retention never compare with chrono's MIN/MAX sentinels.
+        let (wrong,): (bool,) = sqlx::query_as("SELECT $1 < $2")
+            .bind(base)
+            .bind(DateTime::<Utc>::MAX_UTC)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert!(!wrong, "MAX_UTC sorts before real dates as text");
+    }
+}
