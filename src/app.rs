@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
+use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::domain::error::{Error, Result};
 use crate::domain::service::TaskService;
@@ -31,6 +32,16 @@ use crate::realtime::runtime::RealtimeRuntime;
 use crate::realtime::socket::{self, SocketContext};
 use crate::store::{self, Store, retention};
 use crate::telemetry;
+
+/// Why `REDIS_URL` is refused with a SQLite database.
+fn several_processes_need_postgres() -> Error {
+    Error::invalid(
+        "REDIS_URL",
+        "REDIS_URL runs several processes as one, which needs a PostgreSQL DATABASE_URL \
+         (postgres://…): a SQLite file belongs to one process. Unset REDIS_URL to run one \
+         process on SQLite.",
+    )
+}
 
 /// Connection bursts (a deploy reconnecting thousands of tabs) need more than tokio's 128.
 const LISTEN_BACKLOG: u32 = 4096;
@@ -52,6 +63,7 @@ pub struct Taskwire {
     presence: Arc<Presence>,
     rest_limit: Arc<KeyedLimit>,
     jobs: JobManager,
+    cluster: Option<Arc<Cluster>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     /// Last field, so it is dropped after everything that spawns on it.
@@ -61,6 +73,9 @@ pub struct Taskwire {
 impl Taskwire {
     /// Connects to the database (migrating it) and starts the background tasks.
     pub async fn new(settings: Settings) -> Result<Self> {
+        if settings.redis_url.is_some() && settings.database_url.starts_with("sqlite:") {
+            return Err(several_processes_need_postgres());
+        }
         let store =
             store::connect(&settings.database_url, settings.database_max_connections).await?;
         Self::with_store(settings, store).await
@@ -71,6 +86,21 @@ impl Taskwire {
         telemetry::prometheus();
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let cluster = match &settings.redis_url {
+            Some(_) if store.backend() != "postgres" => {
+                return Err(several_processes_need_postgres());
+            }
+            Some(url) => Some(
+                Cluster::connect(
+                    url.expose(),
+                    &settings.redis_prefix,
+                    shutdown.clone(),
+                    &tracker,
+                )
+                .await?,
+            ),
+            None => None,
+        };
         let settings = Arc::new(settings);
         let realtime = RealtimeRuntime::start(settings.realtime_threads(), settings.realtime_nice)
             .map_err(|e| Error::Unavailable(format!("cannot start the realtime runtime: {e}")))?;
@@ -86,6 +116,7 @@ impl Taskwire {
             &tracker,
             realtime.handle(),
             &settings.event_style,
+            cluster.clone(),
         )
         .await?;
         let outbox_ready = Arc::new(tokio::sync::Notify::new());
@@ -139,6 +170,7 @@ impl Taskwire {
             presence,
             rest_limit,
             jobs,
+            cluster,
             shutdown,
             tracker,
             realtime,
@@ -156,6 +188,7 @@ impl Taskwire {
             rest_limit: self.rest_limit.clone(),
             presence: self.presence.clone(),
             jobs: self.jobs.clone(),
+            cluster: self.cluster.clone(),
         };
         let layer = self.layer.take().expect(
             "Taskwire::router is called once; the Socket.IO layer cannot be shared by two routers",

@@ -111,6 +111,15 @@ pub struct Settings {
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://taskwire.db")]
     pub database_url: String,
 
+    /// Redis for running several processes as one (`redis://host:6379`); needs a Postgres
+    /// `DATABASE_URL`. Unset: one process.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<Secret>,
+
+    /// Prefix of every Redis key and channel, so several deployments can share one Redis.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "taskwire")]
+    pub redis_prefix: String,
+
     /// Most database connections to hold open (readers on SQLite; SQLite always has one writer).
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
     pub database_max_connections: u32,

@@ -14,10 +14,12 @@
 //! - [`jobs`]: background jobs (bulk update, export, import, an app's own kinds) with progress.
 //! - [`ratelimit`]: per-caller and per-connection limits on writes.
 //! - [`store`]: the [`Store`](store::Store) trait with SQLite and Postgres implementations.
+//! - [`cluster`]: several processes on Postgres + Redis: news between hubs, shared presence.
 //! - [`telemetry`]: tracing and Prometheus metrics.
 
 pub mod app;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod http;

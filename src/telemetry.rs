@@ -33,6 +33,14 @@ pub mod metric {
     pub const SSE_STREAMS: &str = "taskwire_sse_streams";
     /// Counter of events pruned from the replay log.
     pub const EVENTS_PRUNED: &str = "taskwire_events_pruned_total";
+    /// Counter of news messages published to the other processes.
+    pub const CLUSTER_NEWS_SENT: &str = "taskwire_cluster_news_sent_total";
+    /// Counter of news messages from other processes.
+    pub const CLUSTER_NEWS_RECEIVED: &str = "taskwire_cluster_news_received_total";
+    /// Counter of news messages that could not be published (the log covers events).
+    pub const CLUSTER_NEWS_DROPPED: &str = "taskwire_cluster_news_dropped_total";
+    /// Counter of events a hub read from the log because no news of them arrived in time.
+    pub const CLUSTER_CAUGHT_UP: &str = "taskwire_cluster_events_caught_up_total";
     /// Counter of settled notifications (delivered, dead) pruned from the outbox.
     pub const NOTIFICATIONS_PRUNED: &str = "taskwire_notifications_pruned_total";
     /// Counter of events published after the hub stopped (they stay in the log).

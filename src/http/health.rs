@@ -33,6 +33,12 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>> {
     store.ping().await.map_err(|_| {
         Error::Unavailable(format!("{} database is not reachable", store.backend()))
     })?;
+    if let Some(cluster) = &state.cluster {
+        cluster.check().await.map_err(Error::Unavailable)?;
+        return Ok(Json(
+            json!({"status": "ready", "database": store.backend(), "redis": "ok"}),
+        ));
+    }
     Ok(Json(
         json!({"status": "ready", "database": store.backend()}),
     ))

@@ -61,6 +61,8 @@ pub struct AppState {
     pub presence: Arc<Presence>,
     /// Background jobs.
     pub jobs: JobManager,
+    /// The other processes, in several-process mode.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// The complete HTTP surface: REST, ops endpoints and Socket.IO (through `socketio`).

@@ -6,6 +6,10 @@
 //!
 //! A single task does all fan-out, so "attach this socket after replaying up to the live
 //! position" runs between two deliveries and cannot miss or repeat an event.
+//!
+//! With several processes ([`crate::cluster`]), events committed elsewhere arrive as news and
+//! take the same path as local ones; a periodic look at the log's heads catches up whatever
+//! news was lost.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,7 +23,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use serde_json::value::RawValue;
+
 use super::frame::Frame;
+use crate::cluster::{Cluster, HEAD_CHECK, Inbound};
 use crate::config::EventStyle;
 use crate::domain::error::{Error, Result};
 use crate::domain::event::TaskEvent;
@@ -61,7 +68,10 @@ pub fn seq_room(workspace: &str) -> String {
 
 enum Msg {
     Event(Box<TaskEvent>),
-    Job(Box<JobRecord>),
+    Job {
+        workspace: String,
+        payload: Box<RawValue>,
+    },
     Attach {
         socket: SocketRef,
         workspace: String,
@@ -80,6 +90,8 @@ pub struct Hub {
     styles: Arc<[EventStyle]>,
     /// Events handed over and not yet fanned out, so producers of many events (jobs) can wait.
     queued: Arc<AtomicUsize>,
+    /// The other processes, when there are any.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl EventSink for Hub {
@@ -88,6 +100,9 @@ impl EventSink for Hub {
     }
 
     fn publish(&self, event: TaskEvent) {
+        if let Some(cluster) = &self.cluster {
+            cluster.publish_event(&event);
+        }
         self.queued.fetch_add(1, Ordering::Relaxed);
         if self.tx.send(Msg::Event(Box::new(event))).is_err() {
             self.queued.fetch_sub(1, Ordering::Relaxed);
@@ -99,15 +114,29 @@ impl EventSink for Hub {
 
 impl JobSink for Hub {
     fn job_changed(&self, job: &JobRecord) {
+        let payload = match serde_json::value::to_raw_value(job) {
+            Ok(payload) => payload,
+            Err(err) => {
+                tracing::error!(error = %err, job_id = %job.id, "could not render a job update");
+                return;
+            }
+        };
+        if let Some(cluster) = &self.cluster {
+            cluster.publish_job(&job.workspace, &payload);
+        }
         // Through the fan-out task, so a job's updates reach sockets in the order they happened.
-        let _ = self.tx.send(Msg::Job(Box::new(job.clone())));
+        let _ = self.tx.send(Msg::Job {
+            workspace: job.workspace.clone(),
+            payload,
+        });
     }
 }
 
 impl Hub {
     /// Starts the fan-out task on `runtime` (the one sockets live on, so enqueueing an event for
     /// thousands of them does not hold up requests). Workspace positions start at the log's current heads so the
-    /// first live event of a workspace is never mistaken for a gap.
+    /// first live event of a workspace is never mistaken for a gap. With a `cluster`, it also
+    /// takes the other processes' news and watches the log's heads.
     pub async fn start(
         io: SocketIo,
         store: Arc<dyn Store>,
@@ -115,6 +144,7 @@ impl Hub {
         tracker: &TaskTracker,
         runtime: &tokio::runtime::Handle,
         styles: &[EventStyle],
+        cluster: Option<Arc<Cluster>>,
     ) -> Result<Arc<Hub>> {
         let styles: Arc<[EventStyle]> = if styles.is_empty() {
             Arc::new([EventStyle::Default])
@@ -125,6 +155,11 @@ impl Hub {
         let (tx, rx) = mpsc::unbounded_channel();
         let sse = SseChannels::default();
         let queued = Arc::new(AtomicUsize::new(0));
+        let news = cluster.as_ref().map(|cluster| {
+            let (inbox, news) = mpsc::unbounded_channel();
+            tracker.spawn_on(cluster.clone().subscribe(inbox, shutdown.clone()), runtime);
+            news
+        });
         let fanout = Fanout {
             queued: queued.clone(),
             io,
@@ -137,12 +172,13 @@ impl Hub {
             missed_since_warning: 0,
             last_warning: Instant::now() - MISSED_WARNING_INTERVAL,
         };
-        tracker.spawn_on(fanout.run(rx, shutdown), runtime);
+        tracker.spawn_on(fanout.run(rx, news, shutdown), runtime);
         Ok(Arc::new(Hub {
             tx,
             sse,
             styles,
             queued,
+            cluster,
         }))
     }
 
@@ -208,9 +244,17 @@ struct Parked {
 }
 
 impl Fanout {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>, shutdown: CancellationToken) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Msg>,
+        mut news: Option<mpsc::UnboundedReceiver<Inbound>>,
+        shutdown: CancellationToken,
+    ) {
         let mut gap_check = tokio::time::interval(GAP_WAIT);
         gap_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut head_check = tokio::time::interval(HEAD_CHECK);
+        head_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let clustered = news.is_some();
         loop {
             tokio::select! {
                 biased;
@@ -225,6 +269,14 @@ impl Fanout {
                     None => break,
                 },
                 _ = gap_check.tick(), if !self.pending.is_empty() => self.fill_gaps().await,
+                inbound = recv_news(&mut news) => match inbound {
+                    Some(inbound) => {
+                        self.take_news(inbound).await;
+                        tokio::task::yield_now().await;
+                    }
+                    None => news = None,
+                },
+                _ = head_check.tick(), if clustered => self.catch_up_with_log().await,
                 () = shutdown.cancelled() => break,
             }
         }
@@ -236,7 +288,7 @@ impl Fanout {
                 self.accept(*event).await;
                 self.queued.fetch_sub(1, Ordering::Relaxed);
             }
-            Msg::Job(job) => self.announce_job(&job).await,
+            Msg::Job { workspace, payload } => self.announce_job(&workspace, &payload).await,
             Msg::Attach {
                 socket,
                 workspace,
@@ -248,23 +300,60 @@ impl Fanout {
 
     /// `job_progress` with the job JSON to every socket of the job's workspace (both rooms:
     /// plain and sequence-numbered sockets), serialised once.
-    async fn announce_job(&self, job: &JobRecord) {
-        let payload = match serde_json::value::to_raw_value(job) {
-            Ok(payload) => payload,
-            Err(err) => {
-                tracing::error!(error = %err, job_id = %job.id, "could not render a job update");
-                return;
-            }
-        };
+    async fn announce_job(&self, workspace: &str, payload: &RawValue) {
         if let Err(err) = self
             .io
-            .to(workspace_room(&job.workspace))
-            .to(seq_room(&job.workspace))
-            .emit(JOB_PROGRESS, &payload)
+            .to(workspace_room(workspace))
+            .to(seq_room(workspace))
+            .emit(JOB_PROGRESS, payload)
             .await
         {
             metrics::counter!(metric::EMIT_FAILURES, "event" => JOB_PROGRESS).increment(1);
-            tracing::debug!(error = %err, job_id = %job.id, "some sockets did not get a job update");
+            tracing::debug!(error = %err, "some sockets did not get a job update");
+        }
+    }
+
+    /// Another process's news: events join the local ones (in `seq` order, once), job and
+    /// presence updates go to this process's sockets.
+    async fn take_news(&mut self, inbound: Inbound) {
+        match inbound {
+            Inbound::Event(event) => self.accept(*event).await,
+            Inbound::Job { workspace, job } => self.announce_job(&workspace, &job).await,
+            Inbound::Presence {
+                workspace,
+                task,
+                users,
+            } => {
+                if let Err(err) = self
+                    .io
+                    .to(task_room(&workspace, task))
+                    .emit(super::presence::PRESENCE_EVENT, &users)
+                    .await
+                {
+                    tracing::debug!(error = %err, "some sockets did not get a presence update");
+                }
+            }
+            // News may have been lost while unsubscribed: look at the log now.
+            Inbound::Resubscribed => self.catch_up_with_log().await,
+        }
+    }
+
+    /// Delivers, from the log, every event committed (by any process) beyond this hub's
+    /// position: what Pub/Sub lost, or what is still on its way.
+    async fn catch_up_with_log(&mut self) {
+        let heads = match self.store.event_heads().await {
+            Ok(heads) => heads,
+            Err(err) => {
+                tracing::debug!(error = %err, "cannot read the log's heads");
+                return;
+            }
+        };
+        for (workspace, head) in heads {
+            let next = self.next.get(&workspace).copied().unwrap_or(1);
+            if head >= next {
+                let delivered = self.fill_from_log(&workspace).await;
+                metrics::counter!(metric::CLUSTER_CAUGHT_UP).increment(delivered as u64);
+            }
         }
     }
 
@@ -312,33 +401,55 @@ impl Fanout {
             .map(|(ws, _)| ws.clone())
             .collect();
         for workspace in overdue {
-            let next = self.next.get(&workspace).copied().unwrap_or(1);
-            match self
-                .store
-                .events_after(&workspace, next - 1, GAP_FILL_BATCH)
-                .await
-            {
-                Ok(events) => {
-                    metrics::counter!(metric::EVENT_GAPS_FILLED).increment(1);
-                    for event in events {
-                        if event.seq != self.next.get(&workspace).copied().unwrap_or(1) {
-                            break;
-                        }
-                        if let Some((_, waiting)) = self.pending.get_mut(&workspace) {
-                            waiting.remove(&event.seq);
-                        }
-                        self.deliver(event).await;
-                    }
-                    self.drain_ready(&workspace).await;
-                    if let Some((since, _)) = self.pending.get_mut(&workspace) {
-                        *since = Instant::now();
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, %workspace, "could not fill an event gap from the log")
-                }
+            metrics::counter!(metric::EVENT_GAPS_FILLED).increment(1);
+            self.fill_from_log(&workspace).await;
+            if let Some((since, _)) = self.pending.get_mut(&workspace) {
+                *since = Instant::now();
             }
         }
+    }
+
+    /// Delivers the workspace's logged events from its position on, then whatever was
+    /// waiting for them; returns how many came from the log.
+    async fn fill_from_log(&mut self, workspace: &str) -> usize {
+        let next = self.next.get(workspace).copied().unwrap_or(1);
+        let events = match self
+            .store
+            .events_after(workspace, next - 1, GAP_FILL_BATCH)
+            .await
+        {
+            Ok(events) => events,
+            Err(err) => {
+                tracing::warn!(error = %err, %workspace, "could not fill an event gap from the log");
+                return 0;
+            }
+        };
+        if let Some(first) = events.first()
+            && first.seq > next
+        {
+            // The log is gapless, so what is missing was pruned before this process saw it:
+            // nothing can deliver it any more. Sockets with sequence numbers see the jump and
+            // resync.
+            tracing::warn!(%workspace, from = next, to = first.seq - 1,
+                "events were pruned from the log before they were delivered here");
+            self.next.insert(workspace.to_owned(), first.seq);
+        }
+        let mut delivered = 0;
+        for event in events {
+            if event.seq != self.next.get(workspace).copied().unwrap_or(1) {
+                break;
+            }
+            if let Some((_, waiting)) = self.pending.get_mut(workspace) {
+                waiting.remove(&event.seq);
+                if waiting.is_empty() {
+                    self.pending.remove(workspace);
+                }
+            }
+            self.deliver(event).await;
+            delivered += 1;
+        }
+        self.drain_ready(workspace).await;
+        delivered
     }
 
     async fn deliver(&mut self, event: TaskEvent) {
@@ -480,6 +591,14 @@ impl Fanout {
             p.socket.join(seq_room(workspace));
             let _ = p.done.send(Ok(0));
         }
+    }
+}
+
+/// The next message from other processes, or never when there are none.
+async fn recv_news(news: &mut Option<mpsc::UnboundedReceiver<Inbound>>) -> Option<Inbound> {
+    match news {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -8,6 +8,9 @@ use std::sync::Mutex;
 use serde::Serialize;
 use uuid::Uuid;
 
+/// The Socket.IO event that tells a task room who is in it.
+pub const PRESENCE_EVENT: &str = "presence";
+
 /// The id anonymous sockets share when auth is off.
 pub const ANONYMOUS: &str = "anonymous";
 

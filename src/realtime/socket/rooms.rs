@@ -77,7 +77,7 @@ async fn leave(socket: SocketRef, conn: &Connection, id: Uuid) -> Result<RoomUse
 pub async fn announce(socket: &SocketRef, workspace: &str, users: &RoomUsers) {
     if let Err(err) = socket
         .within(task_room(workspace, users.task_id))
-        .emit("presence", users)
+        .emit(super::super::presence::PRESENCE_EVENT, users)
         .await
     {
         tracing::debug!(error = %err, "some sockets did not get a presence update");
