@@ -130,7 +130,10 @@ impl Taskwire {
                  `default` workspace. Set JWT_SECRET before exposing taskwire to anyone."
             );
         }
-        let presence = Arc::new(Presence::default());
+        let presence = match &cluster {
+            Some(cluster) => Presence::shared(cluster.clone(), shutdown.clone(), &tracker),
+            None => Arc::new(Presence::default()),
+        };
         socket::register(
             &io,
             SocketContext {

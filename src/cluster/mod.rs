@@ -19,7 +19,7 @@
 //! (who is connected, summed over every process).
 
 mod bus;
-// pub mod presence;
+pub mod presence;
 pub mod wire;
 
 use std::time::Duration;

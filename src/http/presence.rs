@@ -29,7 +29,7 @@ struct Envelope<T> {
 async fn stats(State(state): State<AppState>, Caller(actor): Caller) -> Json<Envelope<Stats>> {
     Json(Envelope {
         success: true,
-        data: state.presence.stats(&actor.workspace),
+        data: state.presence.stats(&actor.workspace).await,
     })
 }
 
@@ -42,6 +42,6 @@ async fn users(
     let task = state.service.get(&actor, parse_task_id(&task_id)?).await?;
     Ok(Json(Envelope {
         success: true,
-        data: state.presence.room(&actor.workspace, task.id),
+        data: state.presence.room(&actor.workspace, task.id).await,
     }))
 }

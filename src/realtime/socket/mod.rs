@@ -110,9 +110,14 @@ fn admit(socket: &SocketRef, auth: Option<&Value>, ctx: SocketContext) -> Result
         let conn = on_leave.clone();
         async move {
             metrics::gauge!(metric::SOCKETS_CONNECTED).decrement(1.0);
-            for task in conn.ctx.presence.disconnect(socket.id.as_str()) {
-                let users = conn.ctx.presence.room(&conn.actor.workspace, task);
-                rooms::announce(&socket, &conn.actor.workspace, &users).await;
+            let (presence, ws) = (&conn.ctx.presence, &conn.actor.workspace);
+            let rooms = presence.disconnect(socket.id.as_str());
+            if !rooms.is_empty() {
+                presence.settle(ws).await;
+            }
+            for task in rooms {
+                let users = presence.room(ws, task).await;
+                rooms::announce(&socket, presence, ws, &users).await;
             }
         }
     });

@@ -8,7 +8,7 @@ use socketioxide::extract::SocketRef;
 use uuid::Uuid;
 
 use super::super::hub::task_room;
-use super::super::presence::RoomUsers;
+use super::super::presence::{Presence, RoomUsers};
 use super::{Connection, readable};
 use crate::domain::error::{Error, Result};
 use crate::domain::service::parse_task_id;
@@ -55,9 +55,12 @@ async fn join(socket: SocketRef, conn: &Connection, id: Uuid) -> Result<RoomUser
     let ws = &conn.actor.workspace;
     socket.join(task_room(ws, task.id));
     let changed = conn.ctx.presence.join(socket.id.as_str(), task.id);
-    let users = conn.ctx.presence.room(ws, task.id);
     if changed {
-        announce(&socket, ws, &users).await;
+        conn.ctx.presence.settle(ws).await;
+    }
+    let users = conn.ctx.presence.room(ws, task.id).await;
+    if changed {
+        announce(&socket, &conn.ctx.presence, ws, &users).await;
     }
     Ok(users)
 }
@@ -66,15 +69,19 @@ async fn leave(socket: SocketRef, conn: &Connection, id: Uuid) -> Result<RoomUse
     let ws = &conn.actor.workspace;
     socket.leave(task_room(ws, id));
     let changed = conn.ctx.presence.leave(socket.id.as_str(), id);
-    let users = conn.ctx.presence.room(ws, id);
     if changed {
-        announce(&socket, ws, &users).await;
+        conn.ctx.presence.settle(ws).await;
+    }
+    let users = conn.ctx.presence.room(ws, id).await;
+    if changed {
+        announce(&socket, &conn.ctx.presence, ws, &users).await;
     }
     Ok(users)
 }
 
-/// Tells a task room who is in it now.
-pub async fn announce(socket: &SocketRef, workspace: &str, users: &RoomUsers) {
+/// Tells a task room who is in it now, on every process.
+pub async fn announce(socket: &SocketRef, presence: &Presence, workspace: &str, users: &RoomUsers) {
+    presence.broadcast(workspace, users);
     if let Err(err) = socket
         .within(task_room(workspace, users.task_id))
         .emit(super::super::presence::PRESENCE_EVENT, users)
