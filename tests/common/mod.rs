@@ -70,6 +70,16 @@ impl TestDb {
         }
     }
 
+    /// The same database for a second app (another process of a cluster); dropping or
+    /// stopping it leaves the database to this one.
+    pub fn shared(&self) -> TestDb {
+        TestDb {
+            url: self.url.clone(),
+            pg_name: None,
+            _dir: None,
+        }
+    }
+
     pub async fn drop_database(&self) {
         let Some(name) = &self.pg_name else { return };
         if let Ok(pool) = sqlx::PgPool::connect(&postgres_admin_url()).await {
