@@ -133,9 +133,7 @@ impl std::str::FromStr for IpRange {
         s.parse::<IpAddr>()
             .map(|ip| IpRange(ipnet::IpNet::from(ip.to_canonical())))
             .map_err(|_| {
-                format!(
-                    "`{s}` is not an IP address or CIDR range (such as 10.0.0.1 or 10.0.0.0/8)"
-                )
+                format!("`{s}` is not an IP address or CIDR range (such as 10.0.0.1 or 10.0.0.0/8)")
             })
     }
 }
@@ -466,7 +464,10 @@ mod tests {
                 .expect_err(bad)
                 .to_string();
             assert!(err.contains("--trusted-proxies"), "{bad}: {err}");
-            assert!(err.contains("not an IP address or CIDR range"), "{bad}: {err}");
+            assert!(
+                err.contains("not an IP address or CIDR range"),
+                "{bad}: {err}"
+            );
         }
     }
 

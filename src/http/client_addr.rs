@@ -123,7 +123,11 @@ fn unquote(value: &str) -> String {
     let mut out = String::with_capacity(inner.len());
     let mut chars = inner.chars();
     while let Some(c) = chars.next() {
-        out.push(if c == '\\' { chars.next().unwrap_or(c) } else { c });
+        out.push(if c == '\\' {
+            chars.next().unwrap_or(c)
+        } else {
+            c
+        });
     }
     out
 }
@@ -174,7 +178,10 @@ mod tests {
 
     #[test]
     fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
-        assert_eq!(xff("203.0.113.9", &[], &["198.51.100.1"]), ip("203.0.113.9"));
+        assert_eq!(
+            xff("203.0.113.9", &[], &["198.51.100.1"]),
+            ip("203.0.113.9")
+        );
         assert_eq!(
             xff("203.0.113.9", &["10.0.0.0/8"], &["198.51.100.1"]),
             ip("203.0.113.9")
@@ -187,7 +194,10 @@ mod tests {
 
     #[test]
     fn a_trusted_peer_is_believed_about_the_hop_it_saw() {
-        assert_eq!(xff("10.0.0.2", &["10.0.0.2"], &["198.51.100.1"]), ip("198.51.100.1"));
+        assert_eq!(
+            xff("10.0.0.2", &["10.0.0.2"], &["198.51.100.1"]),
+            ip("198.51.100.1")
+        );
     }
 
     #[test]
@@ -207,7 +217,11 @@ mod tests {
     #[test]
     fn header_lines_are_one_list_in_order() {
         assert_eq!(
-            xff("10.0.0.2", &["10.0.0.0/8"], &["1.2.3.4", "198.51.100.1, 10.0.0.1"]),
+            xff(
+                "10.0.0.2",
+                &["10.0.0.0/8"],
+                &["1.2.3.4", "198.51.100.1, 10.0.0.1"]
+            ),
             ip("198.51.100.1")
         );
     }
@@ -228,11 +242,18 @@ mod tests {
     #[test]
     fn garbage_ends_the_walk_at_the_last_trusted_hop() {
         assert_eq!(
-            xff("10.0.0.2", &["10.0.0.0/8"], &["198.51.100.1, bogus, 10.0.0.1"]),
+            xff(
+                "10.0.0.2",
+                &["10.0.0.0/8"],
+                &["198.51.100.1, bogus, 10.0.0.1"]
+            ),
             ip("10.0.0.1")
         );
         assert_eq!(xff("10.0.0.2", &["10.0.0.0/8"], &[""]), ip("10.0.0.2"));
-        assert_eq!(xff("10.0.0.2", &["10.0.0.0/8"], &["unknown"]), ip("10.0.0.2"));
+        assert_eq!(
+            xff("10.0.0.2", &["10.0.0.0/8"], &["unknown"]),
+            ip("10.0.0.2")
+        );
     }
 
     #[test]
@@ -274,7 +295,11 @@ mod tests {
             ip("2001:db8:cafe::17")
         );
         assert_eq!(
-            fwd("10.0.0.2", &["10.0.0.0/8"], &["for=198.51.100.1", "for=10.0.0.1"]),
+            fwd(
+                "10.0.0.2",
+                &["10.0.0.0/8"],
+                &["for=198.51.100.1", "for=10.0.0.1"]
+            ),
             ip("198.51.100.1")
         );
     }
@@ -295,7 +320,11 @@ mod tests {
     fn forwarded_unknown_obfuscated_or_missing_for_ends_the_walk() {
         for line in ["for=unknown", "for=_hidden", "proto=https", "for=\"[::1\""] {
             assert_eq!(
-                fwd("10.0.0.2", &["10.0.0.0/8"], &[&format!("for=1.2.3.4, {line}")]),
+                fwd(
+                    "10.0.0.2",
+                    &["10.0.0.0/8"],
+                    &[&format!("for=1.2.3.4, {line}")]
+                ),
                 ip("10.0.0.2"),
                 "{line}"
             );
@@ -308,7 +337,12 @@ mod tests {
         map.append(X_FORWARDED_FOR, HeaderValue::from_static("198.51.100.1"));
         let trusted = ranges(&["10.0.0.0/8"]);
         assert_eq!(
-            client_address(ip("10.0.0.2"), &map, &trusted, ForwardedHeader::XForwardedFor),
+            client_address(
+                ip("10.0.0.2"),
+                &map,
+                &trusted,
+                ForwardedHeader::XForwardedFor
+            ),
             ip("198.51.100.1")
         );
         assert_eq!(
