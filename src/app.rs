@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::cluster::Cluster;
-use crate::config::Settings;
+use crate::config::{RateLimitBy, Settings};
 use crate::domain::error::{Error, Result};
 use crate::domain::service::TaskService;
 use crate::http::{self, AppState};
@@ -50,6 +50,20 @@ const LISTEN_BACKLOG: u32 = 4096;
 /// commands; a larger message is read in several calls, and every connection keeps 3.75 KiB
 /// less than engine.io's default 4 KiB.
 const WS_READ_BUFFER: usize = 256;
+
+/// Says at start-up when the REST limit does not do what an operator may expect.
+fn report_rest_limit(settings: &Settings, auth_on: bool) {
+    let by_user = settings.rest_rate_limit_by == RateLimitBy::User;
+    if settings.rest_rate_limit > 0 && by_user && !auth_on {
+        tracing::info!(
+            "REST writes are not rate limited: REST_RATE_LIMIT counts per user and auth is off \
+             (REST_RATE_LIMIT_BY=ip counts per client address)"
+        );
+    }
+    if by_user && !settings.trusted_proxies.is_empty() {
+        tracing::warn!("TRUSTED_PROXIES is only used with REST_RATE_LIMIT_BY=ip");
+    }
+}
 
 /// A running taskwire instance without a listener: mount [`Taskwire::router`] anywhere.
 pub struct Taskwire {
@@ -144,7 +158,11 @@ impl Taskwire {
                 commands_per_second: settings.socket_rate_limit,
             },
         );
-        let rest_limit = Arc::new(KeyedLimit::per_second(settings.rest_rate_limit));
+        let rest_limit = Arc::new(KeyedLimit::new(
+            settings.rest_rate_limit,
+            settings.rest_rate_burst,
+        ));
+        report_rest_limit(&settings, auth.required());
         let registry = Arc::new(Registry::default());
         kinds::register_builtin(&registry);
         let jobs = JobManager::new(

@@ -87,6 +87,63 @@ impl std::str::FromStr for Secret {
     }
 }
 
+/// Whose REST writes share one rate-limit budget (`REST_RATE_LIMIT_BY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RateLimitBy {
+    /// Each authenticated user (workspace and token `sub`); with auth off nothing is limited,
+    /// since every caller is the same anonymous user.
+    User,
+    /// Each client address (IPv6 by /64), taken from a forwarding header only when the direct
+    /// peer is one of `TRUSTED_PROXIES`.
+    Ip,
+}
+
+/// The header a trusted proxy writes the client address into (`FORWARDED_HEADER`). Only one is
+/// read: a proxy passes the other through untouched, so reading it would let clients choose
+/// their own address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, …` (nginx, HAProxy, Traefik, cloud load balancers).
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1, …`.
+    Forwarded,
+}
+
+/// One entry of `TRUSTED_PROXIES`: an address or a CIDR range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange(ipnet::IpNet);
+
+impl IpRange {
+    /// Whether `addr` is in the range (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        self.0.contains(&addr.to_canonical())
+    }
+}
+
+impl std::str::FromStr for IpRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("an empty entry is not an IP address or CIDR range".to_owned());
+        }
+        if let Ok(net) = s.parse::<ipnet::IpNet>() {
+            return Ok(IpRange(net.trunc()));
+        }
+        s.parse::<IpAddr>()
+            .map(|ip| IpRange(ipnet::IpNet::from(ip.to_canonical())))
+            .map_err(|_| {
+                format!("`{s}` is not an IP address or CIDR range (such as 10.0.0.1 or 10.0.0.0/8)")
+            })
+    }
+}
+
+impl std::fmt::Display for IpRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -209,9 +266,40 @@ pub struct Settings {
     #[arg(long, env = "SOCKET_RATE_LIMIT", default_value_t = 20)]
     pub socket_rate_limit: u32,
 
-    /// REST writes per second per user (or per IP without auth), burst the same; 0 = unlimited.
+    /// REST writes per second each caller may keep up once its burst is spent; 0 = unlimited.
+    /// Who a caller is: REST_RATE_LIMIT_BY.
     #[arg(long, env = "REST_RATE_LIMIT", default_value_t = 100)]
     pub rest_rate_limit: u32,
+
+    /// REST writes a caller may make at once before REST_RATE_LIMIT applies; large enough that
+    /// a bulk script of one user is not cut off.
+    #[arg(
+        long,
+        env = "REST_RATE_BURST",
+        default_value_t = 2000,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub rest_rate_burst: u32,
+
+    /// Who shares one REST write budget: `user` (workspace + token `sub`; nothing is limited
+    /// with auth off) or `ip` (client address, see TRUSTED_PROXIES).
+    #[arg(long, env = "REST_RATE_LIMIT_BY", value_enum, default_value_t = RateLimitBy::User)]
+    pub rest_rate_limit_by: RateLimitBy,
+
+    /// Proxies whose forwarding header gives the client address for REST_RATE_LIMIT_BY=ip,
+    /// comma-separated addresses or CIDR ranges. Unset: the peer address is the client.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpRange>,
+
+    /// The header trusted proxies write the client address into: `x-forwarded-for` or
+    /// `forwarded` (RFC 7239). The other one is ignored.
+    #[arg(
+        long,
+        env = "FORWARDED_HEADER",
+        value_enum,
+        default_value_t = ForwardedHeader::XForwardedFor
+    )]
+    pub forwarded_header: ForwardedHeader,
 
     /// Serve the web board at `/` (turn off when embedding taskwire under an app that owns `/`).
     #[arg(long, env = "BOARD", default_value_t = true, action = clap::ArgAction::Set)]
@@ -354,6 +442,56 @@ mod tests {
     fn the_secret_is_not_printed() {
         let cli = Cli::parse_from(["taskwire", "--jwt-secret", "hunter2"]);
         assert!(!format!("{:?}", cli.settings).contains("hunter2"));
+    }
+
+    #[test]
+    fn rest_limits_default_to_per_user_with_a_burst_for_bulk_scripts() {
+        let s = Settings::defaults();
+        assert_eq!(s.rest_rate_limit, 100);
+        assert_eq!(s.rest_rate_burst, 2000);
+        assert_eq!(s.rest_rate_limit_by, RateLimitBy::User);
+        assert!(s.trusted_proxies.is_empty());
+        assert_eq!(s.forwarded_header, ForwardedHeader::XForwardedFor);
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_ranges() {
+        let cli = Cli::parse_from([
+            "taskwire",
+            "--trusted-proxies",
+            "10.0.0.0/8, 192.168.1.7,::1,fd00::/8",
+        ]);
+        let ranges = cli.settings.trusted_proxies;
+        assert_eq!(ranges.len(), 4);
+        assert!(ranges[0].contains("10.20.30.40".parse().unwrap()));
+        assert!(!ranges[0].contains("11.0.0.1".parse().unwrap()));
+        assert!(ranges[1].contains("192.168.1.7".parse().unwrap()));
+        assert!(!ranges[1].contains("192.168.1.8".parse().unwrap()));
+        assert!(ranges[2].contains("::1".parse().unwrap()));
+        assert!(ranges[3].contains("fd12::9".parse().unwrap()));
+        assert!(
+            ranges[0].contains("::ffff:10.1.2.3".parse().unwrap()),
+            "an IPv4-mapped peer is its IPv4 address"
+        );
+    }
+
+    #[test]
+    fn an_invalid_trusted_proxy_is_refused_with_the_entry_named() {
+        for bad in ["10.0.0.300", "10.0.0.0/33", "proxy.internal", "10.0.0.1,,"] {
+            let err = Cli::try_parse_from(["taskwire", "--trusted-proxies", bad])
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("--trusted-proxies"), "{bad}: {err}");
+            assert!(
+                err.contains("not an IP address or CIDR range"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_zero_burst_is_refused() {
+        assert!(Cli::try_parse_from(["taskwire", "--rest-rate-burst", "0"]).is_err());
     }
 
     #[test]

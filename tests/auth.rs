@@ -624,6 +624,7 @@ async fn rate_limits_answer_429_and_rate_limited_acks(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| {
         s.jwt_secret = Some(SECRET.parse().unwrap());
         s.rest_rate_limit = 3;
+        s.rest_rate_burst = 3;
         s.socket_rate_limit = 3;
     })
     .await;

@@ -2,11 +2,12 @@
 //! metrics, CORS, body limit, timeout) and the Socket.IO layer on the same router.
 //!
 //! Layout: `tasks.rs` (task resource), `legacy.rs` (`POST /update_task`), `presence.rs`
-//! (socket stats), `notifications.rs` (the outbox), `jobs.rs` (background jobs), `caller.rs` (who is calling), `health.rs` (ops endpoints), `extract.rs` (body and
+//! (socket stats), `notifications.rs` (the outbox), `jobs.rs` (background jobs), `caller.rs` (who is calling), `client_addr.rs` (the client address behind trusted proxies), `health.rs` (ops endpoints), `extract.rs` (body and
 //! header extractors), `error.rs` (error → response), `middleware.rs` (metrics, CORS, 404s).
 
 mod board;
 mod caller;
+mod client_addr;
 mod error;
 mod extract;
 mod health;

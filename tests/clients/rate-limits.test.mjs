@@ -1,9 +1,11 @@
-// Rate limits as a misbehaving browser tab meets them: SOCKET_RATE_LIMIT=5 (commands per
-// second per connection, burst 5) and REST_RATE_LIMIT=5 (writes per second per user, or per
-// client IP without auth, burst 5). Over the limit a socket command gets the ack
-// `{ok: false, error: {code: "rate_limited"}}` and changes nothing, the connection stays
-// usable; a REST write gets 429 JSON `rate_limited` with `Retry-After` (whole seconds, >= 1)
-// and changes nothing. Other connections / users / IPs are not affected, reads are not limited.
+// Rate limits as a misbehaving browser tab or script meets them: SOCKET_RATE_LIMIT=5 (commands
+// per second per connection, burst 5) and REST_RATE_LIMIT=5 with REST_RATE_BURST=5 (writes per
+// second per user with auth; per client address only with REST_RATE_LIMIT_BY=ip). Over the
+// limit a socket command gets the ack `{ok: false, error: {code: "rate_limited"}}` and changes
+// nothing, the connection stays usable; a REST write gets 429 JSON `rate_limited` with
+// `Retry-After` (whole seconds, >= 1) and changes nothing. Other connections / users / client
+// addresses are not affected, reads are not limited. (The defaults, which never limit an
+// ordinary script, are checked through the binary in tests/rate_limits.rs.)
 
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -55,7 +57,7 @@ describe('with JWT (limits per connection and per user)', () => {
   const as = (user) => (method, path, body) => api.request(method, path, { headers: bearer(tok[user]), ...(body === undefined ? {} : { body }) });
 
   before(async () => {
-    srv = await startServer({ env: { JWT_SECRET: SECRET, SOCKET_RATE_LIMIT: String(LIMIT), REST_RATE_LIMIT: String(LIMIT) } });
+    srv = await startServer({ env: { JWT_SECRET: SECRET, SOCKET_RATE_LIMIT: String(LIMIT), REST_RATE_LIMIT: String(LIMIT), REST_RATE_BURST: String(LIMIT) } });
     api = rest(srv.url);
     for (const u of ['setup', 'sam', 'alice', 'bob']) tok[u] = signToken({ sub: u, workspace: 'acme' }, { secret: SECRET });
   });
@@ -176,24 +178,24 @@ describe('with JWT (limits per connection and per user)', () => {
   });
 });
 
-describe('without JWT (REST limit per client IP)', () => {
+describe('REST_RATE_LIMIT_BY=ip without JWT (REST limit per client address)', () => {
   let srv;
 
   before(async () => {
-    srv = await startServer({ env: { REST_RATE_LIMIT: String(LIMIT) } });
+    srv = await startServer({ env: { REST_RATE_LIMIT: String(LIMIT), REST_RATE_BURST: String(LIMIT), REST_RATE_LIMIT_BY: 'ip' } });
   });
   after(async () => {
     await srv?.stop();
   });
 
   /** POST /api/tasks from a chosen loopback source address (127.0.0.x) with node:http. */
-  function postFrom(localAddress, body) {
+  function postFrom(localAddress, body, extraHeaders = {}) {
     const data = JSON.stringify(body);
     const u = new URL(`${srv.url}/api/tasks`);
     return new Promise((resolve, reject) => {
       const req = http.request({
         host: u.hostname, port: u.port, path: u.pathname, method: 'POST', localAddress, agent: false,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) },
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), ...extraHeaders },
         timeout: 10_000,
       }, (res) => {
         let text = '';
@@ -211,9 +213,10 @@ describe('without JWT (REST limit per client IP)', () => {
     });
   }
 
-  test('a burst from one IP gets 429s; a different client IP is not affected', { timeout: 15_000 }, async () => {
+  test('a burst from one IP gets 429s, whatever X-Forwarded-For it makes up; a different client IP is not affected', { timeout: 15_000 }, async () => {
     const t0 = Date.now();
-    const rs = await Promise.all(Array.from({ length: BURST }, (_, i) => postFrom('127.0.0.1', { title: `ip burst ${i}` })));
+    // No TRUSTED_PROXIES: a forwarding header from the peer itself must not buy a fresh budget.
+    const rs = await Promise.all(Array.from({ length: BURST }, (_, i) => postFrom('127.0.0.1', { title: `ip burst ${i}` }, { 'x-forwarded-for': `198.51.100.${i + 1}` })));
     const max = maxPassing(t0);
     const created = rs.filter((r) => r.status === 201);
     assert.ok(created.length >= LIMIT && created.length <= max, `${created.length} created (expected ${LIMIT}..${max}): ${rs.map((r) => r.status).join(',')}`);
