@@ -38,8 +38,8 @@ pub struct EngineIo<H: EngineIoHandler> {
     /// Writes the output of every direct WebSocket connection.
     pub(crate) flusher: Arc<Flusher>,
 
-    /// Set by a [`SessionCloser`]: every session was ended and new ones are refused. Written
-    /// and read under the `sockets` write lock, so no session slips in unclosed.
+    /// Set by a [`SessionCloser`]: every session was ended and new ones are refused. Set under
+    /// a lock on `sockets` and read under its write lock, so no session slips in unclosed.
     closing: AtomicBool,
 
     /// Whether the engine attached itself to a [`SessionCloser`] already (the first one wins).
@@ -170,7 +170,9 @@ impl<H: EngineIoHandler> EngineIo<H> {
 impl<H: EngineIoHandler> CloseSessions for EngineIo<H> {
     fn close_sessions(&self) -> usize {
         let sockets: Vec<_> = {
-            let sockets = self.sockets.write().unwrap();
+            // Any lock on the map excludes `create_session`'s write lock: a session is either
+            // in this snapshot or sees the flag.
+            let sockets = self.sockets.read().unwrap();
             self.closing.store(true, Ordering::Relaxed);
             sockets.values().cloned().collect()
         };
