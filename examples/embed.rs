@@ -38,14 +38,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "embed example listening on http://{}",
         listener.local_addr()?
     );
-    // Close sockets when the signal comes, so open long-polling requests do not hold up
-    // axum's graceful shutdown.
-    let io = taskwire.io().clone();
+    // End every Socket.IO connection when the signal comes, so open long-polling requests
+    // do not hold up axum's graceful shutdown.
+    let sockets = taskwire.socket_closer();
     let stop = shutdown_signal();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             stop.await;
-            io.close().await;
+            sockets.close().await;
         })
         .await?;
     taskwire.shutdown().await;

@@ -3,14 +3,16 @@
 //! for the `taskwire` binary and for tests (port 0).
 //!
 //! Shutdown sequence: stop readiness and long-lived streams (cancel token), close Socket.IO
-//! sockets cleanly, let axum finish in-flight requests, stop background tasks, close the pool —
-//! all within `SHUTDOWN_TIMEOUT_SECONDS`.
+//! sockets cleanly and end every other engine.io session ([`SocketCloser`]), let axum finish
+//! in-flight requests, stop background tasks, close the pool — all within
+//! `SHUTDOWN_TIMEOUT_SECONDS`.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use engineioxide::SessionCloser;
 use socketioxide::SocketIo;
 use socketioxide::layer::SocketIoLayer;
 use tokio::net::{TcpListener, TcpSocket};
@@ -71,6 +73,8 @@ pub struct Taskwire {
     store: Arc<dyn Store>,
     io: SocketIo,
     layer: Option<SocketIoLayer>,
+    /// Reaches the engine.io sessions that no namespace knows about.
+    sessions: SessionCloser,
     service: TaskService,
     hub: Arc<Hub>,
     auth: Arc<Authenticator>,
@@ -185,6 +189,7 @@ impl Taskwire {
             store,
             io,
             layer: Some(layer),
+            sessions: SessionCloser::new(),
             service,
             hub,
             auth,
@@ -214,7 +219,12 @@ impl Taskwire {
         let layer = self.layer.take().expect(
             "Taskwire::router is called once; the Socket.IO layer cannot be shared by two routers",
         );
-        http::router(state, layer, self.realtime.handle().clone())
+        http::router(
+            state,
+            layer,
+            self.sessions.clone(),
+            self.realtime.handle().clone(),
+        )
     }
 
     /// The task service, for apps that change tasks from their own code.
@@ -232,6 +242,15 @@ impl Taskwire {
         &self.io
     }
 
+    /// What ends every Socket.IO connection; run it when the shutdown signal arrives, before
+    /// waiting for in-flight requests, so that open long-polling requests do not hold them up.
+    pub fn socket_closer(&self) -> SocketCloser {
+        SocketCloser {
+            io: self.io.clone(),
+            sessions: self.sessions.clone(),
+        }
+    }
+
     /// Begins shutting down: readiness turns false and long-lived streams end.
     pub fn begin_shutdown(&self) {
         self.shutdown.cancel();
@@ -241,7 +260,7 @@ impl Taskwire {
     /// most the shutdown timeout for background tasks.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
-        self.io.close().await;
+        self.socket_closer().close().await;
         self.tracker.close();
         if tokio::time::timeout(self.settings.shutdown_timeout(), self.tracker.wait())
             .await
@@ -250,6 +269,32 @@ impl Taskwire {
             tracing::warn!("background tasks did not stop in time");
         }
         self.store.close().await;
+    }
+}
+
+/// Ends every Socket.IO connection of one [`Taskwire`] at shutdown, from a future that cannot
+/// borrow it (a shutdown signal handler).
+#[derive(Clone)]
+pub struct SocketCloser {
+    io: SocketIo,
+    sessions: SessionCloser,
+}
+
+impl SocketCloser {
+    /// Disconnects every socket from its namespace (disconnect handlers run, clients see a
+    /// clean close), then ends every remaining engine.io session and refuses new ones.
+    /// `SocketIo::close` alone leaves the sessions of clients whose CONNECT was refused: they
+    /// are in no namespace, and their long-polling requests would stay pending until the
+    /// next ping, holding up the HTTP server's graceful shutdown.
+    pub async fn close(&self) {
+        self.io.close().await;
+        let ended = self.sessions.close_all();
+        if ended > 0 {
+            tracing::info!(
+                sessions = ended,
+                "ended engine.io sessions outside any namespace"
+            );
+        }
     }
 }
 
@@ -298,13 +343,13 @@ impl Application {
         let router = taskwire.router();
         let deadline = taskwire.settings.shutdown_timeout();
         let stop = CancellationToken::new();
-        let (io, token) = (taskwire.io.clone(), taskwire.shutdown.clone());
+        let (sockets, token) = (taskwire.socket_closer(), taskwire.shutdown.clone());
         let stopping = stop.clone();
         tokio::spawn(async move {
             signal.await;
             tracing::info!("shutting down");
             token.cancel();
-            io.close().await;
+            sockets.close().await;
             stopping.cancel();
         });
         let serve = http::serve::serve(listener, router, stop.clone());

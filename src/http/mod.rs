@@ -21,9 +21,10 @@ mod tasks;
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
+use axum::{Extension, Router};
+use engineioxide::SessionCloser;
 use socketioxide::layer::SocketIoLayer;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
@@ -67,8 +68,14 @@ pub struct AppState {
 }
 
 /// The complete HTTP surface: REST, ops endpoints and Socket.IO (through `socketio`).
-/// Socket.IO requests are served on `realtime` (see [`crate::realtime::runtime`]).
-pub fn router(state: AppState, socketio: SocketIoLayer, realtime: Handle) -> Router {
+/// Socket.IO requests are served on `realtime` (see [`crate::realtime::runtime`]) and carry
+/// `sessions`, which engine.io attaches itself to so that shutdown can end every session.
+pub fn router(
+    state: AppState,
+    socketio: SocketIoLayer,
+    sessions: SessionCloser,
+    realtime: Handle,
+) -> Router {
     let settings = state.settings.clone();
     let rest = Router::new()
         .merge(tasks::router())
@@ -96,6 +103,7 @@ pub fn router(state: AppState, socketio: SocketIoLayer, realtime: Handle) -> Rou
         .layer(DefaultBodyLimit::max(settings.body_limit))
         .with_state(state)
         .layer(socketio)
+        .layer(Extension(sessions))
         .layer(axum::middleware::from_fn_with_state(
             realtime,
             crate::realtime::runtime::on_realtime_runtime,

@@ -1,6 +1,9 @@
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use engineioxide_core::{ProtocolVersion, Sid, TransportType};
@@ -9,6 +12,7 @@ use http::request::Parts;
 use engineioxide_core::Packet;
 
 use crate::{
+    closer::{CloseSessions, SessionCloser},
     config::EngineIoConfig,
     handler::EngineIoHandler,
     socket::{DisconnectReason, Socket},
@@ -33,6 +37,13 @@ pub struct EngineIo<H: EngineIoHandler> {
 
     /// Writes the output of every direct WebSocket connection.
     pub(crate) flusher: Arc<Flusher>,
+
+    /// Set by a [`SessionCloser`]: every session was ended and new ones are refused. Set under
+    /// a lock on `sockets` and read under its write lock, so no session slips in unclosed.
+    closing: AtomicBool,
+
+    /// Whether the engine attached itself to a [`SessionCloser`] already (the first one wins).
+    closer_attached: AtomicBool,
 }
 
 impl<H: EngineIoHandler> EngineIo<H> {
@@ -43,6 +54,8 @@ impl<H: EngineIoHandler> EngineIo<H> {
             config,
             handler,
             flusher: Arc::default(),
+            closing: AtomicBool::new(false),
+            closer_attached: AtomicBool::new(false),
         }
     }
 }
@@ -76,12 +89,34 @@ impl<H: EngineIoHandler> EngineIo<H> {
             socket.send(Packet::Open(open)).ok();
         }
         let socket = Arc::new(socket);
-        self.sockets
-            .write()
-            .unwrap()
-            .insert(socket.id, socket.clone());
+        let closing = {
+            let mut sockets = self.sockets.write().unwrap();
+            sockets.insert(socket.id, socket.clone());
+            self.closing.load(Ordering::Relaxed)
+        };
         self.handler.clone().on_connect(socket.clone());
+        if closing {
+            // A handshake that passed the check in `dispatch_req` just before the closer ran.
+            socket.close(DisconnectReason::ClosingServer);
+        }
         socket
+    }
+
+    /// Attaches the engine to the [`SessionCloser`] in `extensions`, if any, once.
+    pub(crate) fn attach_closer(self: &Arc<Self>, extensions: &http::Extensions) {
+        if self.closer_attached.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(closer) = extensions.get::<SessionCloser>()
+            && !self.closer_attached.swap(true, Ordering::AcqRel)
+        {
+            closer.attach(self.clone());
+        }
+    }
+
+    /// Whether a [`SessionCloser`] ended this engine's sessions: new ones are refused.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
     }
 
     /// Get a socket by its sid
@@ -129,6 +164,25 @@ impl<H: EngineIoHandler> EngineIo<H> {
             rem_sockets = self.sockets.read().unwrap().len(),
             "remaining sockets",
         );
+    }
+}
+
+impl<H: EngineIoHandler> CloseSessions for EngineIo<H> {
+    fn close_sessions(&self) -> usize {
+        let sockets: Vec<_> = {
+            // Any lock on the map excludes `create_session`'s write lock: a session is either
+            // in this snapshot or sees the flag.
+            let sockets = self.sockets.read().unwrap();
+            self.closing.store(true, Ordering::Relaxed);
+            sockets.values().cloned().collect()
+        };
+        #[cfg(feature = "tracing")]
+        tracing::debug!(sessions = sockets.len(), "closing every session");
+        for socket in &sockets {
+            // Queues the close packet (answering a pending poll), then ends the session.
+            socket.close(DisconnectReason::ClosingServer);
+        }
+        sockets.len()
     }
 }
 
@@ -214,5 +268,160 @@ mod tests {
         let socket = engine.get_socket(socket.id).unwrap();
         assert_eq!(socket.protocol, ProtocolVersion::V4);
         assert!(socket.is_http());
+    }
+}
+
+/// Patch 4 (PATCHES.md): a [`SessionCloser`] ends every session, whether a handler knows it or
+/// not, answers pending polls with the close packet and refuses new sessions.
+#[cfg(test)]
+mod closer_tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http::{Extensions, Request};
+    use http_body_util::{BodyExt, Empty};
+
+    use super::*;
+    use crate::service::EngineIoService;
+
+    /// Knows no session: like a socket.io server for sessions whose CONNECT it refused.
+    #[derive(Debug)]
+    struct Unaware;
+
+    impl EngineIoHandler for Unaware {
+        type Data = ();
+        fn on_connect(self: Arc<Self>, _: Arc<Socket<()>>) {}
+        fn on_disconnect(&self, _: Arc<Socket<()>>, _: DisconnectReason) {}
+        fn on_message(self: &Arc<Self>, _: engineioxide_core::Str, _: Arc<Socket<()>>) {}
+        fn on_binary(self: &Arc<Self>, _: Bytes, _: Arc<Socket<()>>) {}
+    }
+
+    fn engine() -> Arc<EngineIo<Unaware>> {
+        Arc::new(EngineIo::new(Arc::new(Unaware), EngineIoConfig::default()))
+    }
+
+    fn polling_session(engine: &Arc<EngineIo<Unaware>>) -> Arc<Socket<()>> {
+        engine.create_session(
+            ProtocolVersion::V4,
+            TransportType::Polling,
+            Request::<()>::default().into_parts().0,
+            true,
+            None,
+        )
+    }
+
+    fn carrying(closer: &SessionCloser) -> Extensions {
+        let mut extensions = Extensions::new();
+        extensions.insert(closer.clone());
+        extensions
+    }
+
+    #[tokio::test]
+    async fn close_all_ends_every_session_of_an_attached_engine() {
+        let engine = engine();
+        let closer = SessionCloser::new();
+        engine.attach_closer(&carrying(&closer));
+        let sockets = [polling_session(&engine), polling_session(&engine)];
+
+        assert_eq!(closer.close_all(), 2);
+
+        assert!(engine.sockets.read().unwrap().is_empty());
+        for socket in &sockets {
+            assert!(socket.cancellation_token.is_cancelled());
+        }
+        assert!(closer.is_closed());
+    }
+
+    #[tokio::test]
+    async fn a_session_created_after_close_all_is_closed_at_once() {
+        let engine = engine();
+        let closer = SessionCloser::new();
+        engine.attach_closer(&carrying(&closer));
+        closer.close_all();
+
+        let late = polling_session(&engine);
+
+        assert!(late.cancellation_token.is_cancelled());
+        assert!(engine.sockets.read().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_engine_attaching_after_close_all_is_closed_as_it_attaches() {
+        let engine = engine();
+        let socket = polling_session(&engine);
+        let closer = SessionCloser::new();
+        closer.close_all();
+
+        engine.attach_closer(&carrying(&closer));
+
+        assert!(socket.cancellation_token.is_cancelled());
+        assert!(engine.is_closing());
+    }
+
+    #[tokio::test]
+    async fn an_engine_without_a_closer_is_left_alone() {
+        let engine = engine();
+        let socket = polling_session(&engine);
+        let closer = SessionCloser::new();
+
+        engine.attach_closer(&Extensions::new());
+        closer.close_all();
+
+        assert!(!socket.cancellation_token.is_cancelled());
+        assert!(!engine.is_closing());
+    }
+
+    #[tokio::test]
+    async fn a_pending_poll_is_answered_with_the_close_packet() {
+        let engine = engine();
+        let closer = SessionCloser::new();
+        engine.attach_closer(&carrying(&closer));
+        let socket = polling_session(&engine);
+        let poll = tokio::spawn(crate::transport::polling::polling_req::<Empty<Bytes>, _>(
+            engine.clone(),
+            ProtocolVersion::V4,
+            socket.id,
+        ));
+        // The poll is pending once it holds the session's receiver.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while socket.internal_rx.try_lock().is_ok() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the poll takes the receiver at once");
+
+        closer.close_all();
+
+        let response = tokio::time::timeout(Duration::from_secs(5), poll)
+            .await
+            .expect("the pending poll ends with the session")
+            .expect("the poll task does not panic")
+            .expect("a closed session's poll is answered");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, Bytes::from_static(b"1"));
+    }
+
+    #[tokio::test]
+    async fn a_handshake_after_close_all_gets_503() {
+        let mut service = EngineIoService::new(Arc::new(Unaware));
+        let closer = SessionCloser::new();
+        let handshake = || {
+            Request::get("/engine.io/?EIO=4&transport=polling")
+                .extension(closer.clone())
+                .body(Empty::<Bytes>::new())
+                .unwrap()
+        };
+        let before = tower_service::Service::call(&mut service, handshake())
+            .await
+            .unwrap();
+        assert_eq!(before.status(), 200);
+
+        closer.close_all();
+        let after = tower_service::Service::call(&mut service, handshake())
+            .await
+            .unwrap();
+
+        assert_eq!(after.status(), 503);
     }
 }

@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc = include_str!("../README.md")]
 
+pub use closer::SessionCloser;
 pub use engineioxide_core::{ProtocolVersion, Str, TransportType};
 pub use socket::{DisconnectReason, Socket};
 
@@ -9,6 +10,7 @@ pub use socket::{DisconnectReason, Socket};
 #[cfg(feature = "__test_harness")]
 pub use engineioxide_core::{OpenPacket, Packet, PacketParseError};
 
+pub mod closer;
 pub mod config;
 pub mod handler;
 pub mod layer;

@@ -209,6 +209,7 @@ where
     H: EngineIoHandler,
     St: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    engine.attach_closer(req.extensions());
     let RequestInfo { protocol, sid, .. } = RequestInfo::parse(&req, &engine.config)?;
 
     let (parts, _) = req.into_parts();

@@ -28,7 +28,13 @@ where
     H: EngineIoHandler,
     F: Future,
 {
-    match RequestInfo::parse(&req, &engine.config) {
+    engine.attach_closer(req.extensions());
+    let info = RequestInfo::parse(&req, &engine.config);
+    if engine.is_closing() && matches!(info, Ok(RequestInfo { sid: None, .. })) {
+        // The server is shutting down: a new session would only hold it up.
+        return ResponseFuture::empty_response(503);
+    }
+    match info {
         Ok(RequestInfo {
             protocol,
             sid: None,
