@@ -8,7 +8,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::process::Server;
 use common::sio::Client;
+use common::webhook::Receiver;
 use common::{Backend, TestApp, TestDb};
 use serde_json::{Value, json};
 
@@ -131,4 +133,119 @@ async fn redis_with_a_sqlite_database_is_refused_at_start() {
         !dir.path().join("t.db").exists(),
         "nothing is created for a refused start"
     );
+}
+
+async fn json_of(res: reqwest::Response) -> Value {
+    res.json().await.expect("a JSON body")
+}
+
+/// With the default lease (`NOTIFY_LEASE_SECONDS` 60) and job heartbeat (10 s): a process
+/// killed with deliveries in flight and a job running leaves both to the process that lives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_process_leaves_its_deliveries_and_its_job_to_the_others() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let prefix = format!("taskwire-test-{}", uuid::Uuid::now_v7().simple());
+    let receiver = Receiver::start_holding_first().await;
+    let files = tempfile::tempdir().unwrap();
+    let env = |name: &str| {
+        vec![
+            ("REDIS_URL", redis_url()),
+            ("REDIS_PREFIX", prefix.clone()),
+            ("WEBHOOK_URL", receiver.url()),
+            (
+                "JOB_RESULT_DIR",
+                files.path().join(name).display().to_string(),
+            ),
+        ]
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let a = Server::start(&db.url, env("a")).await;
+
+    let mut csv = String::from("title\n");
+    for i in 0..5000 {
+        csv.push_str(&format!("task {i}\n"));
+    }
+    let submit = |body: Value| {
+        let (http, url) = (http.clone(), a.url("/api/jobs"));
+        async move {
+            let res = http.post(url).json(&body).send().await.unwrap();
+            assert_eq!(res.status(), 202);
+            json_of(res).await["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let job = |server: &Server, id: &str| {
+        let (http, url) = (http.clone(), server.url(&format!("/api/jobs/{id}")));
+        async move { json_of(http.get(url).send().await.unwrap()).await }
+    };
+    let import = submit(json!({"kind": "import", "params": {"format": "csv", "data": csv}})).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while job(&a, &import).await["state"] != "succeeded" {
+        assert!(tokio::time::Instant::now() < deadline, "the import finished");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let bulk = submit(json!({"kind": "bulk_update",
+        "params": {"filter": {}, "patch": {"status": "completed"}}}))
+    .await;
+    loop {
+        let current = job(&a, &bulk).await;
+        assert!(
+            matches!(current["state"].as_str(), Some("queued" | "running")),
+            "killed while it runs: {current}"
+        );
+        if current["progress"]["done"].as_i64().unwrap_or(0) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The import's summary is in flight at the receiver, which holds first deliveries.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while receiver.hits() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "a delivery started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b = Server::start(&db.url, env("b")).await;
+    a.kill9();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(50);
+    let after = loop {
+        let current = job(&b, &bulk).await;
+        if current["state"] != "running" {
+            break current;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still running on a dead process: {current}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(after["state"], "interrupted", "{after}");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let outbox = loop {
+        let all = json_of(http.get(b.url("/api/notifications")).send().await.unwrap()).await;
+        let rows = all.as_array().cloned().unwrap_or_default();
+        if !rows.is_empty() && rows.iter().all(|n| n["status"] == "delivered") {
+            break rows;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "deliveries left by the killed process were not taken over: {all}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let ids = receiver.ids();
+    for n in &outbox {
+        let id = n["id"].as_str().unwrap();
+        let times = ids.iter().filter(|seen| *seen == id).count();
+        assert!(times >= 1, "{id} reached the receiver");
+    }
+    let held = ids.first().unwrap();
+    assert_eq!(
+        ids.iter().filter(|seen| *seen == held).count(),
+        2,
+        "the delivery cut short is sent again with the same webhook-id, once"
+    );
+    drop(b);
+    db.drop_database().await;
 }

@@ -5,6 +5,7 @@
 
 pub mod sio;
 pub mod sse;
+pub mod process;
 pub mod webhook;
 
 use std::net::SocketAddr;
