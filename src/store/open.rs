@@ -235,11 +235,7 @@ pub fn lock(url: &str) -> Result<Option<DatabaseLock>, OpenError> {
                 .read_to_string(&mut text)
                 .ok()
                 .and_then(|_| text.trim().parse().ok());
-            return Err(OpenError::Locked {
-                path,
-                lock,
-                holder,
-            });
+            return Err(OpenError::Locked { path, lock, holder });
         }
         Err(TryLockError::Error(cause)) => return Err(OpenError::LockFile { lock, cause }),
     }
@@ -351,7 +347,11 @@ fn worth_retrying(err: &sqlx::Error) -> bool {
 }
 
 /// The start-up error for a failed Postgres connection.
-pub(super) fn pg_error(options: &PgConnectOptions, err: &sqlx::Error, waited: Duration) -> OpenError {
+pub(super) fn pg_error(
+    options: &PgConnectOptions,
+    err: &sqlx::Error,
+    waited: Duration,
+) -> OpenError {
     let server = pg_server(options);
     let code = err
         .as_database_error()
@@ -410,7 +410,10 @@ mod tests {
                 "mysql://root:***@db/x?sslmode=require",
             ),
             // An unencoded `@` or `/` in the password still ends up hidden.
-            ("postgres://app:p@ss/w@db/tasks", "postgres://app:***@db/tasks"),
+            (
+                "postgres://app:p@ss/w@db/tasks",
+                "postgres://app:***@db/tasks",
+            ),
             (
                 "postgres://db/tasks?user=app&password=s3cret&sslpassword=s3cret",
                 "postgres://db/tasks?user=app&password=***&sslpassword=***",
@@ -446,8 +449,14 @@ mod tests {
         match lock(&url) {
             Err(err @ OpenError::Locked { .. }) => {
                 let text = err.to_string();
-                assert!(text.contains(&format!("{}/t.db", dir.path().display())), "{text}");
-                assert!(text.contains(&format!("pid {}", std::process::id())), "{text}");
+                assert!(
+                    text.contains(&format!("{}/t.db", dir.path().display())),
+                    "{text}"
+                );
+                assert!(
+                    text.contains(&format!("pid {}", std::process::id())),
+                    "{text}"
+                );
                 assert!(text.contains("REDIS_URL"), "{text}");
             }
             other => panic!("a second lock must be refused, got {other:?}"),

@@ -9,9 +9,7 @@
 
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use super::jobs::impl_sql_jobs;
 use super::open::{self, OpenError};
