@@ -84,19 +84,30 @@ pub struct Taskwire {
     cluster: Option<Arc<Cluster>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// Keeps a SQLite file to this process until it shuts down (`None` otherwise).
+    _database_lock: Option<store::DatabaseLock>,
     /// Last field, so it is dropped after everything that spawns on it.
     realtime: RealtimeRuntime,
 }
 
 impl Taskwire {
-    /// Connects to the database (migrating it) and starts the background tasks.
+    /// Connects to the database (migrating it) and starts the background tasks. A SQLite file
+    /// is locked first: a second server on it would miss this one's events and, at start-up,
+    /// mark its running jobs interrupted, so it is refused before it touches anything.
     pub async fn new(settings: Settings) -> Result<Self> {
         if settings.redis_url.is_some() && settings.database_url.starts_with("sqlite:") {
             return Err(several_processes_need_postgres());
         }
-        let store =
-            store::connect(&settings.database_url, settings.database_max_connections).await?;
-        Self::with_store(settings, store).await
+        let lock = store::open::lock(&settings.database_url)?;
+        let store = store::connect_with_timeout(
+            &settings.database_url,
+            settings.database_max_connections,
+            settings.database_timeout(),
+        )
+        .await?;
+        let mut taskwire = Self::with_store(settings, store).await?;
+        taskwire._database_lock = lock;
+        Ok(taskwire)
     }
 
     /// Like [`Taskwire::new`] over an already opened store.
@@ -199,6 +210,7 @@ impl Taskwire {
             cluster,
             shutdown,
             tracker,
+            _database_lock: None,
             realtime,
         })
     }

@@ -165,7 +165,13 @@ pub struct Settings {
     pub port: u16,
 
     /// Database: `sqlite://path.db` (created if missing) or `postgres://…`.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://taskwire.db")]
+    // The value is not shown in `--help`: a Postgres URL may carry a password.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://taskwire.db",
+        hide_env_values = true
+    )]
     pub database_url: String,
 
     /// Redis for running several processes as one (`redis://host:6379`); needs a Postgres
@@ -180,6 +186,16 @@ pub struct Settings {
     /// Most database connections to hold open (readers on SQLite; SQLite always has one writer).
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
     pub database_max_connections: u32,
+
+    /// Longest wait for a Postgres connection, in seconds: start-up gives up after trying
+    /// this long, and while running a request that cannot get one answers 503.
+    #[arg(
+        long,
+        env = "DATABASE_TIMEOUT_SECONDS",
+        default_value_t = crate::store::DEFAULT_TIMEOUT_SECONDS,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub database_timeout_seconds: u64,
 
     /// Allowed CORS origins, comma-separated exact origins, or `*`. Unset: same-origin only.
     #[arg(long, env = "FRONTEND_URL", value_delimiter = ',')]
@@ -394,6 +410,11 @@ impl Settings {
     /// with no flags); handy for tests and for apps that embed taskwire.
     pub fn defaults() -> Self {
         Cli::parse_from(["taskwire"]).settings
+    }
+
+    /// Database connection timeout as a [`Duration`].
+    pub fn database_timeout(&self) -> Duration {
+        Duration::from_secs(self.database_timeout_seconds)
     }
 
     /// Request timeout as a [`Duration`].

@@ -44,8 +44,9 @@ async fn serve(settings: taskwire::Settings) -> ExitCode {
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(err) => {
-            tracing::error!(error = %err, cause = ?std::error::Error::source(&err), "taskwire could not start");
-            eprintln!("taskwire could not start: {err}{}", cause_text(&err));
+            let cause = cause_text(&err);
+            tracing::error!(error = %format!("{err}{cause}"), "taskwire could not start");
+            eprintln!("taskwire could not start: {err}{cause}");
             return ExitCode::FAILURE;
         }
     };

@@ -29,8 +29,13 @@ async fn two_processes() -> (TestApp, TestApp) {
     };
     let second = db.shared();
     let a = TestApp::spawn_on(db, Arc::new(tempfile::tempdir().unwrap()), cluster, |_| {}).await;
-    let b = TestApp::spawn_on(second, Arc::new(tempfile::tempdir().unwrap()), cluster, |_| {})
-        .await;
+    let b = TestApp::spawn_on(
+        second,
+        Arc::new(tempfile::tempdir().unwrap()),
+        cluster,
+        |_| {},
+    )
+    .await;
     (a, b)
 }
 
@@ -54,7 +59,12 @@ async fn changes_on_one_process_reach_the_sockets_of_another_in_order() {
     let task = a.create(json!({"title": "made on A"})).await;
     let id = task["id"].as_str().unwrap();
     for i in 0..20 {
-        assert_eq!(a.patch(id, json!({"description": format!("edit {i}")})).await.status(), 200);
+        assert_eq!(
+            a.patch(id, json!({"description": format!("edit {i}")}))
+                .await
+                .status(),
+            200
+        );
     }
     let created = next_named(&mut on_b, "task_created").await;
     assert_eq!(created[0]["id"], task["id"]);
@@ -65,11 +75,18 @@ async fn changes_on_one_process_reach_the_sockets_of_another_in_order() {
         assert_eq!(updated[0]["description"], format!("edit {}", seq - 2));
     }
     // The last change before a quiet period arrives too.
-    assert_eq!(a.patch(id, json!({"title": "last before lunch"})).await.status(), 200);
+    assert_eq!(
+        a.patch(id, json!({"title": "last before lunch"}))
+            .await
+            .status(),
+        200
+    );
     let last = next_named(&mut on_b, "task_updated").await;
     assert_eq!(last[0]["title"], "last before lunch");
     assert!(
-        on_b.next_event_within(Duration::from_millis(1500)).await.is_none(),
+        on_b.next_event_within(Duration::from_millis(1500))
+            .await
+            .is_none(),
         "nothing is delivered twice"
     );
     on_b.close().await;
@@ -90,10 +107,18 @@ async fn presence_and_job_progress_span_processes() {
     // Both sockets are anonymous (auth off): one user, in the room from two processes.
     assert_eq!(joined["count"], 1, "{joined}");
     let presence = next_named(&mut on_a, "presence").await;
-    assert_eq!(presence[0]["taskId"], json!(id), "A's room hears of B's join");
+    assert_eq!(
+        presence[0]["taskId"],
+        json!(id),
+        "A's room hears of B's join"
+    );
     let stats = b.get_json("/api/tasks/socket/stats").await;
     assert_eq!(stats["data"]["totalRooms"], 1, "{stats}");
-    assert_eq!(stats["data"]["userRooms"]["anonymous"], json!([id]), "{stats}");
+    assert_eq!(
+        stats["data"]["userRooms"]["anonymous"],
+        json!([id]),
+        "{stats}"
+    );
 
     let res = a
         .http
@@ -120,7 +145,10 @@ async fn redis_with_a_sqlite_database_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_taskwire"))
         .env("PORT", "0")
-        .env("DATABASE_URL", format!("sqlite://{}/t.db", dir.path().display()))
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/t.db", dir.path().display()),
+        )
         .env("REDIS_URL", "redis://:hunter2@127.0.0.1:6379")
         .output()
         .expect("the binary runs");
@@ -181,7 +209,10 @@ async fn a_killed_process_leaves_its_deliveries_and_its_job_to_the_others() {
     let import = submit(json!({"kind": "import", "params": {"format": "csv", "data": csv}})).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while job(&a, &import).await["state"] != "succeeded" {
-        assert!(tokio::time::Instant::now() < deadline, "the import finished");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the import finished"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let bulk = submit(json!({"kind": "bulk_update",

@@ -14,10 +14,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use super::redact;
 use super::wire::{Body, Envelope, WireEvent};
 use crate::domain::error::{Error, Result};
 use crate::domain::event::TaskEvent;
+use crate::store::open::redact;
 use crate::telemetry::metric;
 
 /// News waiting for the publisher; beyond this, news is dropped (the head check covers

@@ -28,33 +28,3 @@ pub use bus::{Cluster, Inbound};
 
 /// How often each hub compares its position with the log's heads, to catch what Pub/Sub lost.
 pub const HEAD_CHECK: Duration = Duration::from_millis(500);
-
-/// `redis://user:secret@host` → `redis://user:***@host`, for messages and logs.
-pub fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((auth, host)) => match auth.split_once(':') {
-                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-                None => format!("{scheme}://***@{host}"),
-            },
-            None => url.to_owned(),
-        },
-        None => "(not a URL)".to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_never_show() {
-        assert_eq!(
-            redact("redis://default:hunter2@10.0.0.1:6379/0"),
-            "redis://default:***@10.0.0.1:6379/0"
-        );
-        assert_eq!(redact("redis://:hunter2@h"), "redis://:***@h");
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-        assert_eq!(redact("hunter2"), "(not a URL)");
-    }
-}

@@ -9,6 +9,10 @@ use serde_json::json;
 
 use crate::domain::error::Error;
 
+/// `Retry-After` of a 503: about the time a restarting database or a peer process takes to be
+/// back, and no shorter than the wait for a database connection, so retries do not pile up.
+pub const UNAVAILABLE_RETRY_AFTER_SECONDS: u64 = 5;
+
 /// The HTTP status for an error.
 pub fn status_of(err: &Error) -> StatusCode {
     match err {
@@ -58,6 +62,12 @@ impl IntoResponse for Error {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(retry_after.as_secs().max(1)),
+                );
+            }
+            Error::Unavailable(_) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECONDS),
                 );
             }
             Error::Unauthorized(_) => {

@@ -1,6 +1,8 @@
 //! Operational endpoints: liveness, readiness (the database answers and we are not shutting
 //! down) and Prometheus metrics.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -12,6 +14,10 @@ use serde_json::{Value, json};
 use super::AppState;
 use crate::domain::error::{Error, Result};
 use crate::telemetry;
+
+/// How long `/readyz` waits for the database: shorter than the connection timeout, so a probe
+/// with a few seconds' budget gets a 503 with the reason rather than timing out itself.
+const READY_PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `/healthz`, `/readyz`, `/metrics`.
 pub fn router() -> Router<AppState> {
@@ -30,9 +36,21 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>> {
         return Err(Error::Unavailable("shutting down".into()));
     }
     let store = state.service.store();
-    store.ping().await.map_err(|_| {
-        Error::Unavailable(format!("{} database is not reachable", store.backend()))
-    })?;
+    let problem = match tokio::time::timeout(READY_PING_TIMEOUT, store.ping()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(Error::Unavailable(_))) => Some("no connection".to_owned()),
+        Ok(Err(err)) => Some(err.public_message()),
+        Err(_) => Some(format!(
+            "no answer within {} s",
+            READY_PING_TIMEOUT.as_secs()
+        )),
+    };
+    if let Some(problem) = problem {
+        return Err(Error::Unavailable(format!(
+            "{} database is not reachable ({problem})",
+            store.backend()
+        )));
+    }
     if let Some(cluster) = &state.cluster {
         cluster.check().await.map_err(Error::Unavailable)?;
         return Ok(Json(

@@ -7,10 +7,13 @@
 //! - `outbox.rs`: the notification outbox (claim, settle, list, requeue), the same way.
 //! - `jobs.rs`: background jobs (queue, lease, progress, recovery, cleanup), the same way.
 //! - `retention.rs`: the background pass that keeps the event log and the outbox bounded.
+//! - `open.rs`: opening a database at start-up, the SQLite one-process lock, and start-up
+//!   errors that say what to fix.
 //! - `sqlite.rs`: one writer connection (SQLite has one writer anyway) + a reader pool, WAL.
 //! - `postgres.rs`: one pool; the per-workspace sequence row serialises writers of a workspace.
 
 pub mod jobs;
+pub mod open;
 pub mod outbox;
 mod postgres;
 pub mod retention;
@@ -18,6 +21,7 @@ mod sql;
 mod sqlite;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -28,12 +32,59 @@ use crate::domain::notification::NewNotification;
 use crate::domain::query::{TaskFilter, TaskQuery};
 use crate::domain::task::Task;
 
+pub use open::{DatabaseLock, OpenError};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+/// Default of `DATABASE_TIMEOUT_SECONDS`: long enough for a Postgres restart's first seconds
+/// or a busy pool, short enough that a client hears 503 instead of hanging.
+pub const DEFAULT_TIMEOUT_SECONDS: u64 = 5;
+
+/// The one place database failures become domain errors: losing the connection (the server
+/// stopped, restarting, unreachable, or no connection free in time) is `Unavailable`, which
+/// clients see as 503 with `Retry-After`; anything else is a bug or a broken database and
+/// stays `Internal`.
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
-        Error::internal(err)
+        match unavailable_reason(&err) {
+            Some(reason) => {
+                tracing::warn!(error = %err, "database unavailable");
+                Error::Unavailable(reason.to_owned())
+            }
+            None => Error::internal(err),
+        }
+    }
+}
+
+/// What a client is told when `err` means the database cannot be reached right now.
+fn unavailable_reason(err: &sqlx::Error) -> Option<&'static str> {
+    const UNREACHABLE: &str = "the database is not reachable; try again shortly";
+    match err {
+        sqlx::Error::PoolClosed => Some("the database connection is closed (shutting down)"),
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => Some(UNREACHABLE),
+        sqlx::Error::Database(db) => {
+            let pg = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?;
+            let code = pg.code();
+            // Class 08 is connection exceptions; 57P01–57P03 a server shutting down, crashed
+            // or starting; 53300 no free connection slot.
+            (code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300"))
+                .then_some(UNREACHABLE)
+        }
+        _ => None,
+    }
+}
+
+impl From<OpenError> for Error {
+    fn from(err: OpenError) -> Self {
+        match err {
+            OpenError::UnknownScheme { .. } | OpenError::InvalidUrl { .. } => {
+                Error::invalid("DATABASE_URL", err.to_string())
+            }
+            other => Error::Unavailable(other.to_string()),
+        }
     }
 }
 
@@ -149,16 +200,33 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Opens the database named by `url` (`sqlite://…` or `postgres://…`), creating a SQLite file
-/// if missing, and runs migrations.
-pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url, max_connections).await?))
-    } else if url.starts_with("sqlite:") {
+/// if missing, and runs migrations; Postgres gets the default connection timeout
+/// ([`DEFAULT_TIMEOUT_SECONDS`]). It takes no [`DatabaseLock`]: a server does that first.
+pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, OpenError> {
+    connect_with_timeout(
+        url,
+        max_connections,
+        Duration::from_secs(DEFAULT_TIMEOUT_SECONDS),
+    )
+    .await
+}
+
+/// Like [`connect`], waiting at most `timeout` for a Postgres connection, at start-up and for
+/// every query afterwards.
+pub async fn connect_with_timeout(
+    url: &str,
+    max_connections: u32,
+    timeout: Duration,
+) -> Result<Arc<dyn Store>, OpenError> {
+    if open::is_postgres(url) {
+        Ok(Arc::new(
+            PgStore::connect(url, max_connections, timeout).await?,
+        ))
+    } else if open::is_sqlite(url) {
         Ok(Arc::new(SqliteStore::connect(url, max_connections).await?))
     } else {
-        Err(Error::invalid(
-            "DATABASE_URL",
-            format!("DATABASE_URL must start with sqlite:// or postgres:// (got {url:?})"),
-        ))
+        Err(OpenError::UnknownScheme {
+            url: open::redact(url),
+        })
     }
 }

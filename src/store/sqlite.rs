@@ -7,17 +7,14 @@
 //! request. The writer turns automatic checkpoints off and a connection of its own runs
 //! passive checkpoints in the background, which never block the writer.
 
-use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use super::jobs::impl_sql_jobs;
+use super::open::{self, OpenError};
 use super::outbox::impl_sql_outbox;
 use super::sql::impl_sql_store;
-use crate::domain::error::Result;
 
 /// Tasks and events in a SQLite file.
 #[derive(Debug, Clone)]
@@ -28,14 +25,17 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url` and migrates it.
-    pub async fn connect(url: &str, max_readers: u32) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
+    pub async fn connect(url: &str, max_readers: u32) -> Result<Self, OpenError> {
+        let parsed = open::sqlite_options(url)?;
+        let failed = |e: sqlx::Error| open::sqlite_error(&parsed, &e);
+        let options = parsed
+            .clone()
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        let memory = url.contains(":memory:");
+        let memory = open::is_memory(url);
         let writer_options = if memory {
             options.clone()
         } else {
@@ -44,13 +44,22 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(writer_options)
-            .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+            .await
+            .map_err(failed)?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&writer)
+            .await
+            .map_err(|e| OpenError::Migrate {
+                backend: "sqlite",
+                target: open::sqlite_path(&parsed).display().to_string(),
+                cause: e.to_string(),
+            })?;
         if !memory {
             let checkpointer = SqlitePoolOptions::new()
                 .max_connections(1)
                 .connect_with(options.clone())
-                .await?;
+                .await
+                .map_err(failed)?;
             tokio::spawn(checkpoint_in_background(checkpointer, writer.clone()));
         }
         // An in-memory database exists once per connection, so readers must share the writer.
@@ -60,7 +69,8 @@ impl SqliteStore {
             SqlitePoolOptions::new()
                 .max_connections(max_readers.max(1))
                 .connect_with(options.read_only(true))
-                .await?
+                .await
+                .map_err(failed)?
         };
         Ok(SqliteStore { writer, reader })
     }

@@ -3,9 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod process;
 pub mod sio;
 pub mod sse;
-pub mod process;
 pub mod webhook;
 
 use std::net::SocketAddr;

@@ -76,7 +76,10 @@ impl Server {
             if let Some(status) = self.child.try_wait().expect("the child can be waited on") {
                 return status;
             }
-            assert!(start.elapsed() < limit, "taskwire did not exit within {limit:?}");
+            assert!(
+                start.elapsed() < limit,
+                "taskwire did not exit within {limit:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

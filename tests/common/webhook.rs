@@ -48,20 +48,22 @@ impl Receiver {
         let app = Router::new()
             .route(
                 "/hook",
-                post(|State(seen): State<Arc<Seen>>, headers: HeaderMap| async move {
-                    let mut first = false;
-                    if let Some(id) = headers.get("webhook-id").and_then(|v| v.to_str().ok()) {
-                        let mut ids = seen.ids.lock().expect("not poisoned");
-                        first = !ids.iter().any(|seen| seen == id);
-                        ids.push(id.to_owned());
-                    }
-                    seen.hits.fetch_add(1, Ordering::SeqCst);
-                    if first && seen.hold_first {
-                        std::future::pending::<()>().await;
-                    }
-                    tokio::time::sleep(seen.delay).await;
-                    "ok"
-                }),
+                post(
+                    |State(seen): State<Arc<Seen>>, headers: HeaderMap| async move {
+                        let mut first = false;
+                        if let Some(id) = headers.get("webhook-id").and_then(|v| v.to_str().ok()) {
+                            let mut ids = seen.ids.lock().expect("not poisoned");
+                            first = !ids.iter().any(|seen| seen == id);
+                            ids.push(id.to_owned());
+                        }
+                        seen.hits.fetch_add(1, Ordering::SeqCst);
+                        if first && seen.hold_first {
+                            std::future::pending::<()>().await;
+                        }
+                        tokio::time::sleep(seen.delay).await;
+                        "ok"
+                    },
+                ),
             )
             .with_state(seen.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
