@@ -2,6 +2,10 @@
 //! while it runs, settled in a final state. A lease that runs out means the worker's process
 //! died; recovery turns such jobs `interrupted` (or `queued` again when their kind is safe to
 //! rerun). The SQL is shared by both backends, as in `sql.rs`.
+//!
+//! A job's result file is stored in `job_results`, in parts of [`RESULT_PART`] bytes, in the
+//! transaction that records the job as succeeded: every process on the database can serve
+//! it, it appears exactly when the job has succeeded, and it goes when the job row does.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -12,6 +16,21 @@ use crate::domain::error::{Error, Result};
 use crate::jobs::model::{
     JobFailure, JobFilter, JobRecord, JobState, NewJob, Outcome, Progress, ResultFile,
 };
+
+/// Bytes per stored part of a result file: large enough that a 10 MB export is a handful of
+/// rows, small enough that writing or serving one holds only this much in memory.
+pub const RESULT_PART: usize = 1 << 20;
+
+/// A result file on its way into the database with the job's final state. It is read to
+/// the end, one part at a time, so memory stays flat however large the file is.
+pub struct ResultUpload<'a> {
+    /// Its `Content-Type`.
+    pub content_type: &'a str,
+    /// Its download name.
+    pub filename: &'a str,
+    /// Its bytes, from the start.
+    pub body: &'a mut (dyn tokio::io::AsyncRead + Send + Unpin),
+}
 
 /// What a cancel request did.
 #[derive(Debug, Clone)]
@@ -62,13 +81,15 @@ pub trait JobStore: Send + Sync {
         progress: &Progress,
         lease_until: DateTime<Utc>,
     ) -> Result<Option<bool>>;
-    /// Settles a run; `Queued` puts the job back in the queue. None when `owner` no longer
-    /// holds the job.
+    /// Settles a run; `Queued` puts the job back in the queue. `file` (a succeeded job's
+    /// result) is stored in the same transaction. None, with nothing stored, when `owner` no
+    /// longer holds the job. Reading `file` failing is an error and changes nothing.
     async fn finish_job(
         &self,
         id: Uuid,
         owner: &str,
         outcome: &Outcome,
+        file: Option<ResultUpload<'_>>,
         now: DateTime<Utc>,
     ) -> Result<Option<JobRecord>>;
     /// Cancels a queued job at once, or asks a running one to stop.
@@ -81,8 +102,11 @@ pub trait JobStore: Send + Sync {
     /// Running jobs whose process is gone: `interrupted`, or `queued` again when restartable.
     /// Returns them as they are now.
     async fn recover_jobs(&self, orphans: Orphans) -> Result<Vec<JobRecord>>;
-    /// Deletes final jobs that finished before `cutoff`; returns their result files' paths.
-    async fn delete_finished_jobs(&self, cutoff: DateTime<Utc>) -> Result<Vec<String>>;
+    /// Deletes final jobs that finished before `cutoff`, with their result files; returns
+    /// how many went.
+    async fn delete_finished_jobs(&self, cutoff: DateTime<Utc>) -> Result<u64>;
+    /// Part `part` (from 0) of a job's result file; None past its last part.
+    async fn result_part(&self, id: Uuid, part: i64) -> Result<Option<Vec<u8>>>;
 }
 
 /// Which running jobs recovery takes as orphaned.
@@ -96,8 +120,8 @@ pub enum Orphans {
 
 /// Columns of `jobs` in the order [`JobRow`] reads them.
 pub(super) const JOB_COLUMNS: &str = "id, workspace, kind, state, params, error, result, done, \
-     total, message, created_at, started_at, finished_at, cancel_requested, result_path, \
-     result_type, result_name";
+     total, message, created_at, started_at, finished_at, cancel_requested, result_type, \
+     result_name, result_size";
 
 pub(super) const INSERT_JOB: &str = "INSERT INTO jobs (id, workspace, kind, state, params, \
      input, actor, restartable, created_at) VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8)";
@@ -107,6 +131,12 @@ pub(super) const HEARTBEAT: &str = "UPDATE jobs SET done = $1, total = $2, messa
 
 pub(super) const CANCEL_QUEUED: &str = "UPDATE jobs SET state = 'cancelled', finished_at = $1, \
      error = $2 WHERE workspace = $3 AND id = $4 AND state = 'queued'";
+
+pub(super) const INSERT_RESULT_PART: &str =
+    "INSERT INTO job_results (job_id, part, bytes) VALUES ($1, $2, $3)";
+
+pub(super) const RESULT_PART_SQL: &str =
+    "SELECT bytes FROM job_results WHERE job_id = $1 AND part = $2";
 
 pub(super) const CANCEL_RUNNING: &str = "UPDATE jobs SET cancel_requested = TRUE \
      WHERE workspace = $1 AND id = $2 AND state = 'running'";
@@ -128,9 +158,9 @@ pub(super) struct JobRow {
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
     cancel_requested: bool,
-    result_path: Option<String>,
     result_type: Option<String>,
     result_name: Option<String>,
+    result_size: Option<i64>,
 }
 
 fn corrupt(what: impl std::fmt::Display) -> Error {
@@ -152,11 +182,11 @@ pub(super) fn job_from_row(row: JobRow) -> Result<JobRecord> {
                 .map_err(|e| corrupt(format_args!("error: {e}")))
         })
         .transpose()?;
-    let result_file = match (row.result_path, row.result_type, row.result_name) {
-        (Some(path), Some(content_type), Some(filename)) => Some(ResultFile {
-            path,
+    let result_file = match (row.result_type, row.result_name, row.result_size) {
+        (Some(content_type), Some(filename), Some(size)) => Some(ResultFile {
             content_type,
             filename,
+            size,
         }),
         _ => None,
     };
@@ -344,14 +374,44 @@ macro_rules! impl_sql_jobs {
                 id: uuid::Uuid,
                 owner: &str,
                 outcome: &crate::jobs::model::Outcome,
+                file: Option<crate::store::jobs::ResultUpload<'_>>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> crate::domain::error::Result<Option<crate::jobs::model::JobRecord>> {
                 use crate::jobs::model::JobState;
                 use crate::store::jobs::*;
+                use tokio::io::AsyncReadExt;
                 let requeue = outcome.state == JobState::Queued;
-                let file = outcome.result_file.as_ref();
+                let mut tx = self.writer().begin().await?;
+                // The parts first, so the row that says `succeeded` is written only once the
+                // whole file is in; a row this process no longer owns rolls them back.
+                let mut stored = None;
+                if let Some(file) = file {
+                    let mut size = 0i64;
+                    let mut part = 0i64;
+                    let mut buf = Vec::with_capacity(RESULT_PART);
+                    loop {
+                        buf.clear();
+                        let n = (&mut *file.body)
+                            .take(RESULT_PART as u64)
+                            .read_to_end(&mut buf)
+                            .await
+                            .map_err(crate::domain::error::Error::internal)?;
+                        if n == 0 {
+                            break;
+                        }
+                        sqlx::query(INSERT_RESULT_PART)
+                            .bind(id.to_string())
+                            .bind(part)
+                            .bind(&buf[..])
+                            .execute(&mut *tx)
+                            .await?;
+                        size += n as i64;
+                        part += 1;
+                    }
+                    stored = Some((file.content_type, file.filename, size));
+                }
                 let sql = sqlx::AssertSqlSafe(format!(
-                    "UPDATE jobs SET state = $1, error = $2, result = $3, result_path = $4, \
+                    "UPDATE jobs SET state = $1, error = $2, result = $3, result_size = $4, \
                      result_type = $5, result_name = $6, done = $7, total = $8, message = $9, \
                      finished_at = $10, started_at = CASE WHEN $11 THEN NULL ELSE started_at END, \
                      input = CASE WHEN $11 THEN input ELSE NULL END, \
@@ -362,9 +422,9 @@ macro_rules! impl_sql_jobs {
                     .bind(outcome.state.as_str())
                     .bind(failure_text(outcome.error.as_ref())?)
                     .bind(outcome.result.as_ref().map(|r| r.to_string()))
-                    .bind(file.map(|f| f.path.clone()))
-                    .bind(file.map(|f| f.content_type.clone()))
-                    .bind(file.map(|f| f.filename.clone()))
+                    .bind(stored.map(|(_, _, size)| size))
+                    .bind(stored.map(|(content_type, _, _)| content_type))
+                    .bind(stored.map(|(_, filename, _)| filename))
                     .bind(outcome.progress.done)
                     .bind(outcome.progress.total)
                     .bind(&outcome.progress.message)
@@ -372,9 +432,15 @@ macro_rules! impl_sql_jobs {
                     .bind(requeue)
                     .bind(id.to_string())
                     .bind(owner)
-                    .fetch_optional(self.writer())
+                    .fetch_optional(&mut *tx)
                     .await?;
-                row.map(job_from_row).transpose()
+                let Some(row) = row else {
+                    tx.rollback().await?;
+                    return Ok(None);
+                };
+                let job = job_from_row(row)?;
+                tx.commit().await?;
+                Ok(Some(job))
             }
 
             async fn cancel_job(
@@ -447,15 +513,31 @@ macro_rules! impl_sql_jobs {
             async fn delete_finished_jobs(
                 &self,
                 cutoff: chrono::DateTime<chrono::Utc>,
-            ) -> crate::domain::error::Result<Vec<String>> {
-                let rows: Vec<(Option<String>,)> = sqlx::query_as(
+            ) -> crate::domain::error::Result<u64> {
+                // Their `job_results` parts go with them (ON DELETE CASCADE).
+                let deleted = sqlx::query(
                     "DELETE FROM jobs WHERE state NOT IN ('queued', 'running') \
-                     AND finished_at < $1 RETURNING result_path",
+                     AND finished_at < $1",
                 )
                 .bind(cutoff)
-                .fetch_all(self.writer())
-                .await?;
-                Ok(rows.into_iter().filter_map(|(p,)| p).collect())
+                .execute(self.writer())
+                .await?
+                .rows_affected();
+                Ok(deleted)
+            }
+
+            async fn result_part(
+                &self,
+                id: uuid::Uuid,
+                part: i64,
+            ) -> crate::domain::error::Result<Option<Vec<u8>>> {
+                use crate::store::jobs::*;
+                let row: Option<(Vec<u8>,)> = sqlx::query_as(RESULT_PART_SQL)
+                    .bind(id.to_string())
+                    .bind(part)
+                    .fetch_optional(self.reader())
+                    .await?;
+                Ok(row.map(|(bytes,)| bytes))
             }
         }
     };

@@ -70,6 +70,16 @@ impl TestDb {
         }
     }
 
+    /// Another handle on the same database for a second app (a second process on it); it
+    /// does not drop the database, its owner does.
+    pub fn shared(&self) -> TestDb {
+        TestDb {
+            url: self.url.clone(),
+            pg_name: None,
+            _dir: None,
+        }
+    }
+
     pub async fn drop_database(&self) {
         let Some(name) = &self.pg_name else { return };
         if let Ok(pool) = sqlx::PgPool::connect(&postgres_admin_url()).await {
