@@ -881,6 +881,33 @@ async fn result_files_of_any_size_come_back_whole(backend: Backend) {
     app.stop().await;
 }
 
+async fn only_the_worker_holding_a_job_stores_its_result(backend: Backend) {
+    let app = spawn(backend, |_| {}).await;
+    let job = submit(
+        &app,
+        json!({"kind": "nap", "params": {"steps": 100, "millis": 50}}),
+    )
+    .await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    wait_for(&app, &id, Duration::from_secs(10), |j| {
+        state(j) == "running"
+    })
+    .await;
+    let uuid = uuid::Uuid::parse_str(&id).unwrap();
+    let store = app.store().await;
+    let stored = store
+        .jobs()
+        .put_result_part(uuid, "a-process-that-lost-it", 0, b"stale")
+        .await
+        .unwrap();
+    assert!(!stored, "a process that does not hold the job stores nothing");
+    assert_eq!(store.jobs().result_part(uuid, 0).await.unwrap(), None);
+    store.close().await;
+    assert_eq!(cancel(&app, &id).await.status(), 202);
+    finished(&app, &id).await;
+    app.stop().await;
+}
+
 async fn a_custom_kind_from_the_example_app_runs(backend: Backend) {
     let app = TestApp::spawn_full(backend, |_| {}, |a| custom_job::register(a.jobs())).await;
     app.create(json!({"title": "  spaced   out  "})).await;
@@ -913,6 +940,7 @@ on_both_backends!(
     bad_job_requests_get_clear_errors,
     cleanup_removes_old_jobs_and_their_files,
     result_files_of_any_size_come_back_whole,
+    only_the_worker_holding_a_job_stores_its_result,
     a_custom_kind_from_the_example_app_runs,
 );
 

@@ -1,7 +1,8 @@
 -- Result files of succeeded jobs (exports) live in the database, so every process sharing it
--- can serve `GET /api/jobs/{id}/result`. A file is stored in parts of about 1 MiB, written in
--- the transaction that marks the job succeeded and read back one part at a time, so neither
--- side holds a whole file in memory. The parts go with their job (retention cleanup).
+-- can serve `GET /api/jobs/{id}/result`. A file is stored in parts of 256 KiB by the worker
+-- holding the job and read back one part at a time, so neither side holds a whole file in
+-- memory; it is served once the job row is `succeeded` with `result_size` set. The parts go
+-- with their job (retention cleanup).
 CREATE TABLE job_results (
     job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
     part   INTEGER NOT NULL,

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use serde_json::json;
-use tokio::io::AsyncSeekExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -32,7 +32,7 @@ use crate::domain::error::{Error, Result};
 use crate::domain::service::TaskService;
 use crate::domain::task::{Actor, now, older_than};
 use crate::store::Store;
-use crate::store::jobs::{CancelOutcome, ClaimedJob, Orphans, ResultUpload};
+use crate::store::jobs::{CancelOutcome, ClaimedJob, Orphans, RESULT_PART};
 use crate::telemetry::metric;
 
 /// Progress reaches the database, SSE streams and sockets at most this often per job.
@@ -466,7 +466,7 @@ impl Inner {
         self.wake.notify_one();
     }
 
-    /// Records the outcome, storing a succeeded job's result file with it. A file that cannot
+    /// Records the outcome, storing a succeeded job's result file first. A file that cannot
     /// be stored fails the job (`result_not_stored`) rather than leaving it `succeeded`
     /// without its file or `running` until its lease runs out.
     async fn finish(
@@ -479,21 +479,24 @@ impl Inner {
         let Some(mut file) = file else {
             return jobs.finish_job(id, &self.owner, outcome, None, now()).await;
         };
-        let stored = match file.file.rewind().await {
-            Ok(_) => {
-                let upload = ResultUpload {
-                    content_type: &file.content_type,
-                    filename: &file.filename,
-                    body: &mut file.file,
+        match self.store_result(id, &mut file.file).await {
+            Ok(Some(size)) => {
+                let stored = ResultFile {
+                    content_type: file.content_type,
+                    filename: file.filename,
+                    size,
                 };
-                jobs.finish_job(id, &self.owner, outcome, Some(upload), now())
+                jobs.finish_job(id, &self.owner, outcome, Some(&stored), now())
                     .await
             }
-            Err(err) => Err(Error::internal(err)),
-        };
-        match stored {
+            // Taken over meanwhile: the job is no longer ours to settle.
+            Ok(None) => Ok(None),
             Err(err) => {
                 tracing::error!(job_id = %id, error = ?err, "cannot store a job's result file");
+                if let Err(err) = jobs.clear_result(id, &self.owner).await {
+                    tracing::warn!(job_id = %id, error = ?err,
+                        "cannot remove a result file stored in part; it goes with its job");
+                }
                 let failed = Outcome {
                     state: JobState::Failed,
                     error: Some(failure(
@@ -505,7 +508,32 @@ impl Inner {
                 };
                 jobs.finish_job(id, &self.owner, &failed, None, now()).await
             }
-            recorded => recorded,
+        }
+    }
+
+    /// Copies a result file into the database, one part at a time (one part in memory, one
+    /// short write each); returns its size, or None when this process lost the job.
+    async fn store_result(&self, id: Uuid, file: &mut tokio::fs::File) -> Result<Option<i64>> {
+        let jobs = self.store.jobs();
+        jobs.clear_result(id, &self.owner).await?;
+        file.rewind().await.map_err(Error::internal)?;
+        let mut buf = Vec::with_capacity(RESULT_PART);
+        let (mut part, mut size) = (0i64, 0i64);
+        loop {
+            buf.clear();
+            let read = (&mut *file)
+                .take(RESULT_PART as u64)
+                .read_to_end(&mut buf)
+                .await
+                .map_err(Error::internal)?;
+            if read == 0 {
+                return Ok(Some(size));
+            }
+            if !jobs.put_result_part(id, &self.owner, part, &buf).await? {
+                return Ok(None);
+            }
+            part += 1;
+            size += read as i64;
         }
     }
 

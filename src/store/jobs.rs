@@ -3,9 +3,10 @@
 //! died; recovery turns such jobs `interrupted` (or `queued` again when their kind is safe to
 //! rerun). The SQL is shared by both backends, as in `sql.rs`.
 //!
-//! A job's result file is stored in `job_results`, in parts of [`RESULT_PART`] bytes, in the
-//! transaction that records the job as succeeded: every process on the database can serve
-//! it, it appears exactly when the job has succeeded, and it goes when the job row does.
+//! A job's result file is stored in `job_results`, in parts of [`RESULT_PART`] bytes, while
+//! its worker still holds the job; the row that records it as succeeded names the file's
+//! type, name and size, and only then is it served. Every process on the database can serve
+//! it, and it goes when the job row does.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -17,20 +18,10 @@ use crate::jobs::model::{
     JobFailure, JobFilter, JobRecord, JobState, NewJob, Outcome, Progress, ResultFile,
 };
 
-/// Bytes per stored part of a result file: large enough that a 10 MB export is a handful of
-/// rows, small enough that writing or serving one holds only this much in memory.
-pub const RESULT_PART: usize = 1 << 20;
-
-/// A result file on its way into the database with the job's final state. It is read to
-/// the end, one part at a time, so memory stays flat however large the file is.
-pub struct ResultUpload<'a> {
-    /// Its `Content-Type`.
-    pub content_type: &'a str,
-    /// Its download name.
-    pub filename: &'a str,
-    /// Its bytes, from the start.
-    pub body: &'a mut (dyn tokio::io::AsyncRead + Send + Unpin),
-}
+/// Bytes per stored part of a result file: one part is what storing or serving a file holds
+/// in memory, and storing one holds SQLite's single writer about as long as a job's write
+/// batch does (a few ms), so a large export never stalls other writers for long.
+pub const RESULT_PART: usize = 256 * 1024;
 
 /// What a cancel request did.
 #[derive(Debug, Clone)]
@@ -81,17 +72,24 @@ pub trait JobStore: Send + Sync {
         progress: &Progress,
         lease_until: DateTime<Utc>,
     ) -> Result<Option<bool>>;
-    /// Settles a run; `Queued` puts the job back in the queue. `file` (a succeeded job's
-    /// result) is stored in the same transaction. None, with nothing stored, when `owner` no
-    /// longer holds the job. Reading `file` failing is an error and changes nothing.
+    /// Settles a run; `Queued` puts the job back in the queue. `file` describes the result
+    /// file whose parts were stored with [`put_result_part`](Self::put_result_part); from
+    /// now on it is served. None when `owner` no longer holds the job.
     async fn finish_job(
         &self,
         id: Uuid,
         owner: &str,
         outcome: &Outcome,
-        file: Option<ResultUpload<'_>>,
+        file: Option<&ResultFile>,
         now: DateTime<Utc>,
     ) -> Result<Option<JobRecord>>;
+    /// Removes whatever parts of a result file a running job has stored (an earlier run cut
+    /// short may have left some), if `owner` holds the job.
+    async fn clear_result(&self, id: Uuid, owner: &str) -> Result<()>;
+    /// Stores part `part` (from 0) of a running job's result file; false, storing nothing,
+    /// when `owner` no longer holds the job.
+    async fn put_result_part(&self, id: Uuid, owner: &str, part: i64, bytes: &[u8])
+    -> Result<bool>;
     /// Cancels a queued job at once, or asks a running one to stop.
     async fn cancel_job(
         &self,
@@ -132,8 +130,14 @@ pub(super) const HEARTBEAT: &str = "UPDATE jobs SET done = $1, total = $2, messa
 pub(super) const CANCEL_QUEUED: &str = "UPDATE jobs SET state = 'cancelled', finished_at = $1, \
      error = $2 WHERE workspace = $3 AND id = $4 AND state = 'queued'";
 
-pub(super) const INSERT_RESULT_PART: &str =
-    "INSERT INTO job_results (job_id, part, bytes) VALUES ($1, $2, $3)";
+/// Only the worker holding the job stores parts, so a run that lost its claim cannot mix
+/// its parts into the next run's file.
+pub(super) const INSERT_RESULT_PART: &str = "INSERT INTO job_results (job_id, part, bytes) \
+     SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND owner = $4 \
+     AND state = 'running')";
+
+pub(super) const CLEAR_RESULT: &str = "DELETE FROM job_results WHERE job_id = $1 AND EXISTS \
+     (SELECT 1 FROM jobs WHERE id = $1 AND owner = $2 AND state = 'running')";
 
 pub(super) const RESULT_PART_SQL: &str =
     "SELECT bytes FROM job_results WHERE job_id = $1 AND part = $2";
@@ -374,42 +378,12 @@ macro_rules! impl_sql_jobs {
                 id: uuid::Uuid,
                 owner: &str,
                 outcome: &crate::jobs::model::Outcome,
-                file: Option<crate::store::jobs::ResultUpload<'_>>,
+                file: Option<&crate::jobs::model::ResultFile>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> crate::domain::error::Result<Option<crate::jobs::model::JobRecord>> {
                 use crate::jobs::model::JobState;
                 use crate::store::jobs::*;
-                use tokio::io::AsyncReadExt;
                 let requeue = outcome.state == JobState::Queued;
-                let mut tx = self.writer().begin().await?;
-                // The parts first, so the row that says `succeeded` is written only once the
-                // whole file is in; a row this process no longer owns rolls them back.
-                let mut stored = None;
-                if let Some(file) = file {
-                    let mut size = 0i64;
-                    let mut part = 0i64;
-                    let mut buf = Vec::with_capacity(RESULT_PART);
-                    loop {
-                        buf.clear();
-                        let n = (&mut *file.body)
-                            .take(RESULT_PART as u64)
-                            .read_to_end(&mut buf)
-                            .await
-                            .map_err(crate::domain::error::Error::internal)?;
-                        if n == 0 {
-                            break;
-                        }
-                        sqlx::query(INSERT_RESULT_PART)
-                            .bind(id.to_string())
-                            .bind(part)
-                            .bind(&buf[..])
-                            .execute(&mut *tx)
-                            .await?;
-                        size += n as i64;
-                        part += 1;
-                    }
-                    stored = Some((file.content_type, file.filename, size));
-                }
                 let sql = sqlx::AssertSqlSafe(format!(
                     "UPDATE jobs SET state = $1, error = $2, result = $3, result_size = $4, \
                      result_type = $5, result_name = $6, done = $7, total = $8, message = $9, \
@@ -422,9 +396,9 @@ macro_rules! impl_sql_jobs {
                     .bind(outcome.state.as_str())
                     .bind(failure_text(outcome.error.as_ref())?)
                     .bind(outcome.result.as_ref().map(|r| r.to_string()))
-                    .bind(stored.map(|(_, _, size)| size))
-                    .bind(stored.map(|(content_type, _, _)| content_type))
-                    .bind(stored.map(|(_, filename, _)| filename))
+                    .bind(file.map(|f| f.size))
+                    .bind(file.map(|f| f.content_type.clone()))
+                    .bind(file.map(|f| f.filename.clone()))
                     .bind(outcome.progress.done)
                     .bind(outcome.progress.total)
                     .bind(&outcome.progress.message)
@@ -432,15 +406,42 @@ macro_rules! impl_sql_jobs {
                     .bind(requeue)
                     .bind(id.to_string())
                     .bind(owner)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(self.writer())
                     .await?;
-                let Some(row) = row else {
-                    tx.rollback().await?;
-                    return Ok(None);
-                };
-                let job = job_from_row(row)?;
-                tx.commit().await?;
-                Ok(Some(job))
+                row.map(job_from_row).transpose()
+            }
+
+            async fn clear_result(
+                &self,
+                id: uuid::Uuid,
+                owner: &str,
+            ) -> crate::domain::error::Result<()> {
+                use crate::store::jobs::*;
+                sqlx::query(CLEAR_RESULT)
+                    .bind(id.to_string())
+                    .bind(owner)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
+            async fn put_result_part(
+                &self,
+                id: uuid::Uuid,
+                owner: &str,
+                part: i64,
+                bytes: &[u8],
+            ) -> crate::domain::error::Result<bool> {
+                use crate::store::jobs::*;
+                let stored = sqlx::query(INSERT_RESULT_PART)
+                    .bind(id.to_string())
+                    .bind(part)
+                    .bind(bytes)
+                    .bind(owner)
+                    .execute(self.writer())
+                    .await?
+                    .rows_affected();
+                Ok(stored == 1)
             }
 
             async fn cancel_job(
