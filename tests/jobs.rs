@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use common::sse::SseReader;
 use common::{Backend, TestApp};
-use taskwire::store::jobs::RESULT_PART;
-use tokio::io::AsyncWriteExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use taskwire::jobs::{Job, JobContext, JobError};
+use taskwire::store::jobs::RESULT_PART;
+use tokio::io::AsyncWriteExt;
 
 /// A job that naps in steps, for lifecycle tests: it checks for a stop between steps unless
 /// told to ignore it, and can fail or panic at the end.
@@ -900,7 +900,10 @@ async fn only_the_worker_holding_a_job_stores_its_result(backend: Backend) {
         .put_result_part(uuid, "a-process-that-lost-it", 0, b"stale")
         .await
         .unwrap();
-    assert!(!stored, "a process that does not hold the job stores nothing");
+    assert!(
+        !stored,
+        "a process that does not hold the job stores nothing"
+    );
     assert_eq!(store.jobs().result_part(uuid, 0).await.unwrap(), None);
     store.close().await;
     assert_eq!(cancel(&app, &id).await.status(), 202);
@@ -983,13 +986,20 @@ async fn a_result_is_served_by_every_process_on_the_database() {
         assert!(b_body == body, "the other process serves the same bytes");
         from_a.push((headers, body));
     }
-    assert_eq!(files_on_disk(&a), 0, "the result is not kept on a process's disk");
+    assert_eq!(
+        files_on_disk(&a),
+        0,
+        "the result is not kept on a process's disk"
+    );
 
     let (db, files) = a.stop_keeping_data().await;
     drop(files);
     for (id, (headers, body)) in jobs.iter().zip(&from_a) {
         let (status, b_headers, b_body) = fetch_result(&b, id).await;
-        assert_eq!(status, 200, "served after the process that ran job {id} is gone");
+        assert_eq!(
+            status, 200,
+            "served after the process that ran job {id} is gone"
+        );
         assert_eq!(&b_headers, headers);
         assert!(&b_body == body);
     }

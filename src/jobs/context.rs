@@ -122,11 +122,9 @@ impl JobContext {
         content_type: &str,
     ) -> std::io::Result<tokio::fs::File> {
         tokio::fs::create_dir_all(&self.result_dir).await?;
-        let path = self.result_dir.join(format!(
-            "{}.{}.partial",
-            self.id,
-            Uuid::now_v7().simple()
-        ));
+        let path = self
+            .result_dir
+            .join(format!("{}.{}.partial", self.id, Uuid::now_v7().simple()));
         let file = tokio::fs::OpenOptions::new()
             .read(true)
             .write(true)

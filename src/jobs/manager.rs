@@ -234,27 +234,24 @@ impl JobManager {
             return Err(gone(id));
         }
         let size = file.size;
-        let rest = futures::stream::try_unfold(
-            (first, 0i64, 0i64),
-            move |(next, part, sent)| {
-                let store = store.clone();
-                async move {
-                    let bytes = match next {
-                        Some(bytes) => Some(bytes),
-                        None if part == 0 => None,
-                        None => store.jobs().result_part(id, part).await?,
-                    };
-                    match bytes {
-                        Some(bytes) => {
-                            let sent = sent + bytes.len() as i64;
-                            Ok(Some((Bytes::from(bytes), (None, part + 1, sent))))
-                        }
-                        None if sent == size => Ok(None),
-                        None => Err(gone(id)),
+        let rest = futures::stream::try_unfold((first, 0i64, 0i64), move |(next, part, sent)| {
+            let store = store.clone();
+            async move {
+                let bytes = match next {
+                    Some(bytes) => Some(bytes),
+                    None if part == 0 => None,
+                    None => store.jobs().result_part(id, part).await?,
+                };
+                match bytes {
+                    Some(bytes) => {
+                        let sent = sent + bytes.len() as i64;
+                        Ok(Some((Bytes::from(bytes), (None, part + 1, sent))))
                     }
+                    None if sent == size => Ok(None),
+                    None => Err(gone(id)),
                 }
-            },
-        );
+            }
+        });
         Ok((file, rest.boxed()))
     }
 
