@@ -387,7 +387,8 @@ pub struct Settings {
     #[arg(long, env = "JOB_RETENTION_SECONDS", default_value_t = 86_400)]
     pub job_retention_seconds: u64,
 
-    /// Where job result files (exports) are written; created if missing.
+    /// Scratch folder for a running job's result file (exports), which is stored in the
+    /// database once the job succeeds; created if missing, need not be shared.
     #[arg(long, env = "JOB_RESULT_DIR", default_value = "taskwire-results")]
     pub job_result_dir: std::path::PathBuf,
 

@@ -16,6 +16,8 @@ use common::{Backend, TestApp};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use taskwire::jobs::{Job, JobContext, JobError};
+use taskwire::store::jobs::RESULT_PART;
+use tokio::io::AsyncWriteExt;
 
 /// A job that naps in steps, for lifecycle tests: it checks for a stop between steps unless
 /// told to ignore it, and can fail or panic at the end.
@@ -61,11 +63,76 @@ impl Job for Nap {
     }
 }
 
+/// A job whose result file is `bytes` bytes of [`pattern`], for files of any size.
+struct Blob;
+
+#[derive(Serialize, Deserialize)]
+struct BlobParams {
+    bytes: usize,
+}
+
+/// Bytes that differ from their neighbours, so a part stored twice or out of order shows.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+#[async_trait]
+impl Job for Blob {
+    type Params = BlobParams;
+
+    fn kind(&self) -> &'static str {
+        "blob"
+    }
+
+    async fn run(&self, p: BlobParams, ctx: &JobContext) -> Result<Option<Value>, JobError> {
+        let mut file = ctx
+            .create_result_file("blob.bin", "application/octet-stream")
+            .await?;
+        for chunk in pattern(p.bytes).chunks(64 * 1024) {
+            file.write_all(chunk).await?;
+        }
+        file.flush().await?;
+        Ok(Some(json!({"bytes": p.bytes})))
+    }
+}
+
+fn register_test_kinds(app: &taskwire::Application) {
+    app.jobs().registry().register(Nap).register(Blob);
+}
+
 async fn spawn(backend: Backend, tweak: impl FnOnce(&mut taskwire::Settings)) -> TestApp {
-    TestApp::spawn_full(backend, tweak, |app| {
-        app.jobs().registry().register(Nap);
-    })
-    .await
+    TestApp::spawn_full(backend, tweak, register_test_kinds).await
+}
+
+/// `GET /api/jobs/{id}/result`: status, Content-Type, Content-Disposition, Content-Length
+/// and the body.
+async fn fetch_result(app: &TestApp, id: &str) -> (u16, [String; 3], Vec<u8>) {
+    let res = app
+        .http
+        .get(app.url(&format!("/api/jobs/{id}/result")))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let header = |name: &str| {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    let headers = [
+        header("content-type"),
+        header("content-disposition"),
+        header("content-length"),
+    ];
+    (status, headers, res.bytes().await.unwrap().to_vec())
+}
+
+/// Files in an app's `JOB_RESULT_DIR`.
+fn files_on_disk(app: &TestApp) -> usize {
+    std::fs::read_dir(app.files.path().join("results"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 async fn submit(app: &TestApp, body: Value) -> Value {
@@ -399,15 +466,7 @@ async fn a_restart_marks_a_running_job_interrupted(backend: Backend) {
     })
     .await;
     let (db, files) = app.stop_keeping_data().await;
-    let app = TestApp::spawn_on(
-        db,
-        files,
-        |_| {},
-        |a| {
-            a.jobs().registry().register(Nap);
-        },
-    )
-    .await;
+    let app = TestApp::spawn_on(db, files, |_| {}, register_test_kinds).await;
     let job = get_job(&app, &id).await;
     assert_eq!(state(&job), "interrupted", "{job}");
     assert_eq!(job["error"]["code"], "interrupted");
@@ -771,9 +830,11 @@ async fn cleanup_removes_old_jobs_and_their_files(backend: Backend) {
     let job = submit(&app, json!({"kind": "export", "params": {"format": "csv"}})).await;
     let id = job["id"].as_str().unwrap().to_owned();
     finished(&app, &id).await;
-    let results = app.files.path().join("results");
-    let count_files = || std::fs::read_dir(&results).map(|d| d.count()).unwrap_or(0);
-    assert_eq!(count_files(), 1, "the export wrote its file");
+    let uuid = uuid::Uuid::parse_str(&id).unwrap();
+    let store = app.store().await;
+    let stored = store.jobs().result_part(uuid, 0).await.unwrap();
+    assert!(stored.is_some(), "the export's file is in the database");
+    assert_eq!(files_on_disk(&app), 0, "and nothing is left on disk");
     let start = Instant::now();
     loop {
         let res = app
@@ -791,7 +852,62 @@ async fn cleanup_removes_old_jobs_and_their_files(backend: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(count_files(), 0, "its file went with it");
+    let stored = store.jobs().result_part(uuid, 0).await.unwrap();
+    assert_eq!(stored, None, "its file went with it");
+    store.close().await;
+    app.stop().await;
+}
+
+async fn result_files_of_any_size_come_back_whole(backend: Backend) {
+    let app = spawn(backend, |_| {}).await;
+    for len in [0, 1, RESULT_PART, 2 * RESULT_PART + 12_345] {
+        let job = submit(&app, json!({"kind": "blob", "params": {"bytes": len}})).await;
+        let id = job["id"].as_str().unwrap();
+        let job = finished(&app, id).await;
+        assert_eq!(state(&job), "succeeded", "{job}");
+        let (status, headers, body) = fetch_result(&app, id).await;
+        assert_eq!(status, 200, "{len} bytes");
+        assert_eq!(
+            headers,
+            [
+                "application/octet-stream".to_owned(),
+                "attachment; filename=\"blob.bin\"".to_owned(),
+                len.to_string(),
+            ]
+        );
+        assert!(body == pattern(len), "{len} bytes: the body differs");
+    }
+    assert_eq!(files_on_disk(&app), 0, "no scratch file outlives its job");
+    app.stop().await;
+}
+
+async fn only_the_worker_holding_a_job_stores_its_result(backend: Backend) {
+    let app = spawn(backend, |_| {}).await;
+    let job = submit(
+        &app,
+        json!({"kind": "nap", "params": {"steps": 100, "millis": 50}}),
+    )
+    .await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    wait_for(&app, &id, Duration::from_secs(10), |j| {
+        state(j) == "running"
+    })
+    .await;
+    let uuid = uuid::Uuid::parse_str(&id).unwrap();
+    let store = app.store().await;
+    let stored = store
+        .jobs()
+        .put_result_part(uuid, "a-process-that-lost-it", 0, b"stale")
+        .await
+        .unwrap();
+    assert!(
+        !stored,
+        "a process that does not hold the job stores nothing"
+    );
+    assert_eq!(store.jobs().result_part(uuid, 0).await.unwrap(), None);
+    store.close().await;
+    assert_eq!(cancel(&app, &id).await.status(), 202);
+    finished(&app, &id).await;
     app.stop().await;
 }
 
@@ -826,5 +942,67 @@ on_both_backends!(
     import_reports_bad_rows_and_atomic_imports_nothing,
     bad_job_requests_get_clear_errors,
     cleanup_removes_old_jobs_and_their_files,
+    result_files_of_any_size_come_back_whole,
+    only_the_worker_holding_a_job_stores_its_result,
     a_custom_kind_from_the_example_app_runs,
 );
+
+/// Two processes on one Postgres database, each with its own `JOB_RESULT_DIR` (as on two
+/// machines): a result is served by the process that did not run the job, the same bytes and
+/// headers, and still after the one that ran it is gone with its folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_is_served_by_every_process_on_the_database() {
+    let a = spawn(Backend::Postgres, |_| {}).await;
+    a.create(json!({"title": "Quarterly, \"big\" report", "assignee": "Ann"}))
+        .await;
+    a.create(json!({"title": "ünïcödé ✓"})).await;
+    let mut jobs = Vec::new();
+    for params in [
+        json!({"kind": "export", "params": {"format": "csv"}}),
+        json!({"kind": "export", "params": {"format": "json"}}),
+        json!({"kind": "blob", "params": {"bytes": 2 * RESULT_PART + 99}}),
+    ] {
+        let job = submit(&a, params).await;
+        let id = job["id"].as_str().unwrap().to_owned();
+        assert_eq!(state(&finished(&a, &id).await), "succeeded");
+        jobs.push(id);
+    }
+    // Started once the jobs are done, so `a` ran every one of them.
+    let b = TestApp::spawn_on(
+        a.db.shared(),
+        std::sync::Arc::new(tempfile::tempdir().unwrap()),
+        |_| {},
+        register_test_kinds,
+    )
+    .await;
+    let mut from_a = Vec::new();
+    for id in &jobs {
+        let (status, headers, body) = fetch_result(&a, id).await;
+        assert_eq!(status, 200);
+        assert!(!body.is_empty());
+        let (b_status, b_headers, b_body) = fetch_result(&b, id).await;
+        assert_eq!(b_status, 200, "the other process serves job {id}'s result");
+        assert_eq!(b_headers, headers);
+        assert!(b_body == body, "the other process serves the same bytes");
+        from_a.push((headers, body));
+    }
+    assert_eq!(
+        files_on_disk(&a),
+        0,
+        "the result is not kept on a process's disk"
+    );
+
+    let (db, files) = a.stop_keeping_data().await;
+    drop(files);
+    for (id, (headers, body)) in jobs.iter().zip(&from_a) {
+        let (status, b_headers, b_body) = fetch_result(&b, id).await;
+        assert_eq!(
+            status, 200,
+            "served after the process that ran job {id} is gone"
+        );
+        assert_eq!(&b_headers, headers);
+        assert!(&b_body == body);
+    }
+    b.stop().await;
+    db.drop_database().await;
+}

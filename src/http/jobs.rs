@@ -329,12 +329,8 @@ async fn result(
     Caller(actor): Caller,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let (job, file) = state.jobs.result_file(&actor, parse_id(&id)?).await?;
-    let opened = tokio::fs::File::open(&file.path).await.map_err(|err| {
-        tracing::warn!(job_id = %job.id, path = %file.path, error = %err, "result file missing");
-        Error::NotFound(format!("the result file of job {} is gone", job.id))
-    })?;
-    let length = opened.metadata().await.map(|m| m.len()).ok();
+    let id = parse_id(&id)?;
+    let (file, parts) = state.jobs.result_file(&actor, id).await?;
     let mut headers = HeaderMap::new();
     if let Ok(ct) = HeaderValue::from_str(&file.content_type) {
         headers.insert(header::CONTENT_TYPE, ct);
@@ -347,10 +343,15 @@ async fn result(
     if let Ok(cd) = HeaderValue::from_str(&format!("attachment; filename=\"{safe_name}\"")) {
         headers.insert(header::CONTENT_DISPOSITION, cd);
     }
-    if let Some(length) = length {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    }
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(opened));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(file.size));
+    // Headers are gone by the time a later part fails to load; the client sees the body
+    // break off short of its Content-Length.
+    let parts = parts.inspect(move |part| {
+        if let Err(err) = part {
+            tracing::warn!(job_id = %id, error = ?err, "a job's result file broke off while it was sent");
+        }
+    });
+    let body = Body::from_stream(parts);
     Ok((headers, body).into_response())
 }
 

@@ -1,5 +1,10 @@
 //! What a running job sees: who it acts for, the task service, its input, a place for its
-//! result file, progress reporting and cancellation. Reporting progress is cheap (it only
+//! result file, progress reporting and cancellation.
+//!
+//! A result file is written to a scratch file in `JOB_RESULT_DIR` that is unlinked as soon
+//! as it is created: only its open handles keep it, so nothing is left on disk however the
+//! run ends, a crash included. When the job succeeds the manager stores the file in the
+//! database, where every process can serve it. Reporting progress is cheap (it only
 //! records the latest value); the manager persists and broadcasts it a few times a second.
 
 use std::path::PathBuf;
@@ -9,7 +14,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::model::{Progress, ResultFile};
+use super::model::Progress;
 use super::registry::JobError;
 use crate::domain::service::TaskService;
 use crate::domain::task::Actor;
@@ -23,7 +28,17 @@ pub struct JobContext {
     pub(crate) progress: watch::Sender<Progress>,
     pub(crate) stop: CancellationToken,
     pub(crate) result_dir: PathBuf,
-    pub(crate) result_file: Mutex<Option<ResultFile>>,
+    pub(crate) result_file: Mutex<Option<ScratchResult>>,
+}
+
+/// The result file a job is writing, as the manager takes it over when the run ends.
+pub(crate) struct ScratchResult {
+    /// A second handle on the (unlinked) file the job writes through.
+    pub(crate) file: tokio::fs::File,
+    /// Its `Content-Type`.
+    pub(crate) content_type: String,
+    /// Its download name.
+    pub(crate) filename: String,
 }
 
 impl JobContext {
@@ -98,32 +113,38 @@ impl JobContext {
     }
 
     /// Creates the job's result file, served by `GET /api/jobs/{id}/result` with
-    /// `content_type` and the download name `filename`. A job has at most one; creating it
-    /// again starts it over.
+    /// `content_type` and the download name `filename` once the job has succeeded. A job has
+    /// at most one; creating it again starts it over. Flush it before the job returns: what
+    /// has been written then is what is stored.
     pub async fn create_result_file(
         &self,
         filename: &str,
         content_type: &str,
     ) -> std::io::Result<tokio::fs::File> {
         tokio::fs::create_dir_all(&self.result_dir).await?;
-        let extension = std::path::Path::new(filename)
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("bin");
-        let path = self.result_dir.join(format!("{}.{extension}", self.id));
-        let file = tokio::fs::File::create(&path).await?;
+        let path = self
+            .result_dir
+            .join(format!("{}.{}.partial", self.id, Uuid::now_v7().simple()));
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await?;
+        tokio::fs::remove_file(&path).await?;
+        let keep = file.try_clone().await?;
         *self
             .result_file
             .lock()
-            .expect("result file lock is never poisoned") = Some(ResultFile {
-            path: path.to_string_lossy().into_owned(),
+            .expect("result file lock is never poisoned") = Some(ScratchResult {
+            file: keep,
             content_type: content_type.to_owned(),
             filename: filename.to_owned(),
         });
         Ok(file)
     }
 
-    pub(crate) fn take_result_file(&self) -> Option<ResultFile> {
+    pub(crate) fn take_result_file(&self) -> Option<ScratchResult> {
         self.result_file
             .lock()
             .expect("result file lock is never poisoned")

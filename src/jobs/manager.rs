@@ -13,15 +13,18 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::JobSink;
-use super::context::JobContext;
+use super::context::{JobContext, ScratchResult};
 use super::model::{JobFailure, JobFilter, JobRecord, JobState, NewJob, Outcome, ResultFile};
 use super::registry::{JobError, JobRequest, Registry};
 use crate::config::Settings;
@@ -29,7 +32,7 @@ use crate::domain::error::{Error, Result};
 use crate::domain::service::TaskService;
 use crate::domain::task::{Actor, now, older_than};
 use crate::store::Store;
-use crate::store::jobs::{CancelOutcome, ClaimedJob, Orphans};
+use crate::store::jobs::{CancelOutcome, ClaimedJob, Orphans, RESULT_PART};
 use crate::telemetry::metric;
 
 /// Progress reaches the database, SSE streams and sockets at most this often per job.
@@ -198,23 +201,58 @@ impl JobManager {
         }
     }
 
-    /// The file a succeeded job produced: 404 for an unknown job, 409 while it has none.
-    pub async fn result_file(&self, actor: &Actor, id: Uuid) -> Result<(JobRecord, ResultFile)> {
+    /// The file a succeeded job produced, from the database (so any process serves it) as a
+    /// stream that holds one stored part at a time: 404 for an unknown job or one without a
+    /// file, 409 while it has not succeeded. The stream fails if the file is deleted (by
+    /// retention cleanup) while it is read.
+    pub async fn result_file(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+    ) -> Result<(ResultFile, BoxStream<'static, Result<Bytes>>)> {
         let job = self.get(actor, id).await?;
-        match (&job.state, &job.result_file) {
-            (JobState::Succeeded, Some(file)) => {
-                let file = file.clone();
-                Ok((job, file))
+        let file = match (&job.state, job.result_file) {
+            (JobState::Succeeded, Some(file)) => file,
+            (JobState::Succeeded, None) => {
+                return Err(Error::NotFound(format!(
+                    "job {id} ({}) has no result file",
+                    job.kind
+                )));
             }
-            (JobState::Succeeded, None) => Err(Error::NotFound(format!(
-                "job {id} ({}) produces no file",
-                job.kind
-            ))),
-            (state, _) => Err(Error::Conflict(format!(
-                "job {id} is {}; its result is available once it has succeeded",
-                state.as_str()
-            ))),
+            (state, _) => {
+                return Err(Error::Conflict(format!(
+                    "job {id} is {}; its result is available once it has succeeded",
+                    state.as_str()
+                )));
+            }
+        };
+        // The first part is read before answering, so a file deleted in between is a 404
+        // rather than a 200 that breaks off.
+        let store = self.inner.store.clone();
+        let first = store.jobs().result_part(id, 0).await?;
+        if first.is_none() && file.size > 0 {
+            return Err(gone(id));
         }
+        let size = file.size;
+        let rest = futures::stream::try_unfold((first, 0i64, 0i64), move |(next, part, sent)| {
+            let store = store.clone();
+            async move {
+                let bytes = match next {
+                    Some(bytes) => Some(bytes),
+                    None if part == 0 => None,
+                    None => store.jobs().result_part(id, part).await?,
+                };
+                match bytes {
+                    Some(bytes) => {
+                        let sent = sent + bytes.len() as i64;
+                        Ok(Some((Bytes::from(bytes), (None, part + 1, sent))))
+                    }
+                    None if sent == size => Ok(None),
+                    None => Err(gone(id)),
+                }
+            }
+        });
+        Ok((file, rest.boxed()))
     }
 
     /// Runs the queue until `shutdown`: claims jobs while a worker is free, and recovers jobs
@@ -266,7 +304,7 @@ impl JobManager {
         }
     }
 
-    /// Removes finished jobs older than `JOB_RETENTION_SECONDS`, and their files, every
+    /// Removes finished jobs older than `JOB_RETENTION_SECONDS`, with their result files, every
     /// `TASK_CLEANUP_INTERVAL_SECONDS` until `shutdown`.
     pub async fn clean_up(self, shutdown: CancellationToken) {
         let mut every = tokio::time::interval(self.inner.limits.cleanup_every);
@@ -289,12 +327,8 @@ impl JobManager {
         let Some(cutoff) = older_than(self.inner.limits.retention) else {
             return Ok(0);
         };
-        let files = self.inner.store.jobs().delete_finished_jobs(cutoff).await?;
-        let removed = files.len();
-        for path in files {
-            remove_file(&path).await;
-        }
-        Ok(removed)
+        let removed = self.inner.store.jobs().delete_finished_jobs(cutoff).await?;
+        Ok(usize::try_from(removed).unwrap_or(usize::MAX))
     }
 }
 
@@ -307,12 +341,8 @@ fn lease_length(heartbeat: Duration) -> chrono::Duration {
     chrono::Duration::from_std(heartbeat * 3).unwrap_or(chrono::Duration::seconds(30))
 }
 
-async fn remove_file(path: &str) {
-    match tokio::fs::remove_file(path).await {
-        Ok(()) => {}
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => tracing::warn!(path, error = %err, "cannot remove a job's result file"),
-    }
+fn gone(id: Uuid) -> Error {
+    Error::NotFound(format!("the result file of job {id} is gone"))
 }
 
 /// What a job's monitor tells its runner, and how the runner tells it to finish.
@@ -407,20 +437,15 @@ impl Inner {
                 None,
             ),
         };
-        let outcome = self.outcome(&kind_name, &ctx, ran, reason).await;
-        let state = outcome.state;
+        let (outcome, file) = self.outcome(&kind_name, &ctx, ran, reason);
         drop(ctx);
         self.running
             .lock()
             .expect("running jobs lock is never poisoned")
             .remove(&id);
-        match self
-            .store
-            .jobs()
-            .finish_job(id, &self.owner, &outcome, now())
-            .await
-        {
+        match self.finish(id, &outcome, file).await {
             Ok(Some(job)) => {
+                let state = job.state;
                 tracing::info!(job_id = %id, kind = %kind_name, state = state.as_str(),
                     seconds = started.elapsed().as_secs_f64(), "job finished");
                 metrics::counter!(metric::JOBS_FINISHED, "kind" => kind_name, "state" => state.as_str())
@@ -431,11 +456,82 @@ impl Inner {
                 tracing::warn!(job_id = %id, "job was taken over while it ran; its outcome is dropped")
             }
             Err(err) => {
-                tracing::error!(job_id = %id, error = %err, "cannot record a job's outcome")
+                tracing::error!(job_id = %id, error = ?err, "cannot record a job's outcome")
             }
         }
         drop(permit);
         self.wake.notify_one();
+    }
+
+    /// Records the outcome, storing a succeeded job's result file first. A file that cannot
+    /// be stored fails the job (`result_not_stored`) rather than leaving it `succeeded`
+    /// without its file or `running` until its lease runs out.
+    async fn finish(
+        &self,
+        id: Uuid,
+        outcome: &Outcome,
+        file: Option<ScratchResult>,
+    ) -> Result<Option<JobRecord>> {
+        let jobs = self.store.jobs();
+        let Some(mut file) = file else {
+            return jobs.finish_job(id, &self.owner, outcome, None, now()).await;
+        };
+        match self.store_result(id, &mut file.file).await {
+            Ok(Some(size)) => {
+                let stored = ResultFile {
+                    content_type: file.content_type,
+                    filename: file.filename,
+                    size,
+                };
+                jobs.finish_job(id, &self.owner, outcome, Some(&stored), now())
+                    .await
+            }
+            // Taken over meanwhile: the job is no longer ours to settle.
+            Ok(None) => Ok(None),
+            Err(err) => {
+                tracing::error!(job_id = %id, error = ?err, "cannot store a job's result file");
+                if let Err(err) = jobs.clear_result(id, &self.owner).await {
+                    tracing::warn!(job_id = %id, error = ?err,
+                        "cannot remove a result file stored in part; it goes with its job");
+                }
+                let failed = Outcome {
+                    state: JobState::Failed,
+                    error: Some(failure(
+                        "result_not_stored",
+                        "the job finished but its result file could not be stored",
+                    )),
+                    result: None,
+                    progress: outcome.progress.clone(),
+                };
+                jobs.finish_job(id, &self.owner, &failed, None, now()).await
+            }
+        }
+    }
+
+    /// Copies a result file into the database, one part at a time (one part in memory, one
+    /// short write each); returns its size, or None when this process lost the job.
+    async fn store_result(&self, id: Uuid, file: &mut tokio::fs::File) -> Result<Option<i64>> {
+        let jobs = self.store.jobs();
+        jobs.clear_result(id, &self.owner).await?;
+        file.rewind().await.map_err(Error::internal)?;
+        let mut buf = Vec::with_capacity(RESULT_PART);
+        let (mut part, mut size) = (0i64, 0i64);
+        loop {
+            buf.clear();
+            let read = (&mut *file)
+                .take(RESULT_PART as u64)
+                .read_to_end(&mut buf)
+                .await
+                .map_err(Error::internal)?;
+            if read == 0 {
+                return Ok(Some(size));
+            }
+            if !jobs.put_result_part(id, &self.owner, part, &buf).await? {
+                return Ok(None);
+            }
+            part += 1;
+            size += read as i64;
+        }
     }
 
     /// Polls the job until it returns or is dropped after ignoring a stop, while a monitor
@@ -559,14 +655,15 @@ impl Inner {
         }
     }
 
-    /// The final state of a run from what the job returned and why it was told to stop.
-    async fn outcome(
+    /// The final state of a run from what the job returned and why it was told to stop, and
+    /// the result file to store when it succeeded.
+    fn outcome(
         &self,
         kind: &str,
         ctx: &JobContext,
         ran: Option<std::result::Result<Option<serde_json::Value>, JobError>>,
         reason: Option<StopReason>,
-    ) -> Outcome {
+    ) -> (Outcome, Option<ScratchResult>) {
         let progress = ctx.current_progress();
         let result_file = ctx.take_result_file();
         let stopped = |reason: Option<StopReason>| -> (JobState, JobFailure) {
@@ -611,11 +708,9 @@ impl Inner {
         } else {
             state
         };
+        // Any other run's file is dropped here, and with its last handle it leaves the disk.
         let keep_file = state == JobState::Succeeded;
-        if !keep_file && let Some(file) = &result_file {
-            remove_file(&file.path).await;
-        }
-        Outcome {
+        let outcome = Outcome {
             error: if state == JobState::Queued {
                 None
             } else {
@@ -623,9 +718,9 @@ impl Inner {
             },
             state,
             result,
-            result_file: result_file.filter(|_| keep_file),
             progress,
-        }
+        };
+        (outcome, result_file.filter(|_| keep_file))
     }
 }
 

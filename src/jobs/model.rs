@@ -95,15 +95,17 @@ pub struct JobFailure {
     pub message: String,
 }
 
-/// A file a job produced, served by `GET /api/jobs/{id}/result`.
+/// A file a job produced, served by `GET /api/jobs/{id}/result`. Its bytes are in the
+/// database (so every process can serve it), read with
+/// [`JobStore::result_part`](crate::store::jobs::JobStore::result_part).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResultFile {
-    /// Where it is on disk.
-    pub path: String,
     /// Its `Content-Type`.
     pub content_type: String,
     /// The download name for `Content-Disposition`.
     pub filename: String,
+    /// Its length in bytes, for `Content-Length`.
+    pub size: i64,
 }
 
 /// A job as stored and as clients see it.
@@ -180,8 +182,6 @@ pub struct Outcome {
     pub error: Option<JobFailure>,
     /// What it did.
     pub result: Option<Value>,
-    /// The file it produced.
-    pub result_file: Option<ResultFile>,
     /// Progress at the end.
     pub progress: Progress,
 }

@@ -2,6 +2,11 @@
 //! while it runs, settled in a final state. A lease that runs out means the worker's process
 //! died; recovery turns such jobs `interrupted` (or `queued` again when their kind is safe to
 //! rerun). The SQL is shared by both backends, as in `sql.rs`.
+//!
+//! A job's result file is stored in `job_results`, in parts of [`RESULT_PART`] bytes, while
+//! its worker still holds the job; the row that records it as succeeded names the file's
+//! type, name and size, and only then is it served. Every process on the database can serve
+//! it, and it goes when the job row does.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -12,6 +17,11 @@ use crate::domain::error::{Error, Result};
 use crate::jobs::model::{
     JobFailure, JobFilter, JobRecord, JobState, NewJob, Outcome, Progress, ResultFile,
 };
+
+/// Bytes per stored part of a result file: one part is what storing or serving a file holds
+/// in memory, and storing one holds SQLite's single writer about as long as a job's write
+/// batch does (a few ms), so a large export never stalls other writers for long.
+pub const RESULT_PART: usize = 256 * 1024;
 
 /// What a cancel request did.
 #[derive(Debug, Clone)]
@@ -62,15 +72,24 @@ pub trait JobStore: Send + Sync {
         progress: &Progress,
         lease_until: DateTime<Utc>,
     ) -> Result<Option<bool>>;
-    /// Settles a run; `Queued` puts the job back in the queue. None when `owner` no longer
-    /// holds the job.
+    /// Settles a run; `Queued` puts the job back in the queue. `file` describes the result
+    /// file whose parts were stored with [`put_result_part`](Self::put_result_part); from
+    /// now on it is served. None when `owner` no longer holds the job.
     async fn finish_job(
         &self,
         id: Uuid,
         owner: &str,
         outcome: &Outcome,
+        file: Option<&ResultFile>,
         now: DateTime<Utc>,
     ) -> Result<Option<JobRecord>>;
+    /// Removes whatever parts of a result file a running job has stored (an earlier run cut
+    /// short may have left some), if `owner` holds the job.
+    async fn clear_result(&self, id: Uuid, owner: &str) -> Result<()>;
+    /// Stores part `part` (from 0) of a running job's result file; false, storing nothing,
+    /// when `owner` no longer holds the job.
+    async fn put_result_part(&self, id: Uuid, owner: &str, part: i64, bytes: &[u8])
+    -> Result<bool>;
     /// Cancels a queued job at once, or asks a running one to stop.
     async fn cancel_job(
         &self,
@@ -81,8 +100,11 @@ pub trait JobStore: Send + Sync {
     /// Running jobs whose process is gone: `interrupted`, or `queued` again when restartable.
     /// Returns them as they are now.
     async fn recover_jobs(&self, orphans: Orphans) -> Result<Vec<JobRecord>>;
-    /// Deletes final jobs that finished before `cutoff`; returns their result files' paths.
-    async fn delete_finished_jobs(&self, cutoff: DateTime<Utc>) -> Result<Vec<String>>;
+    /// Deletes final jobs that finished before `cutoff`, with their result files; returns
+    /// how many went.
+    async fn delete_finished_jobs(&self, cutoff: DateTime<Utc>) -> Result<u64>;
+    /// Part `part` (from 0) of a job's result file; None past its last part.
+    async fn result_part(&self, id: Uuid, part: i64) -> Result<Option<Vec<u8>>>;
 }
 
 /// Which running jobs recovery takes as orphaned.
@@ -96,8 +118,8 @@ pub enum Orphans {
 
 /// Columns of `jobs` in the order [`JobRow`] reads them.
 pub(super) const JOB_COLUMNS: &str = "id, workspace, kind, state, params, error, result, done, \
-     total, message, created_at, started_at, finished_at, cancel_requested, result_path, \
-     result_type, result_name";
+     total, message, created_at, started_at, finished_at, cancel_requested, result_type, \
+     result_name, result_size";
 
 pub(super) const INSERT_JOB: &str = "INSERT INTO jobs (id, workspace, kind, state, params, \
      input, actor, restartable, created_at) VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8)";
@@ -107,6 +129,18 @@ pub(super) const HEARTBEAT: &str = "UPDATE jobs SET done = $1, total = $2, messa
 
 pub(super) const CANCEL_QUEUED: &str = "UPDATE jobs SET state = 'cancelled', finished_at = $1, \
      error = $2 WHERE workspace = $3 AND id = $4 AND state = 'queued'";
+
+/// Only the worker holding the job stores parts, so a run that lost its claim cannot mix
+/// its parts into the next run's file.
+pub(super) const INSERT_RESULT_PART: &str = "INSERT INTO job_results (job_id, part, bytes) \
+     SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND owner = $4 \
+     AND state = 'running')";
+
+pub(super) const CLEAR_RESULT: &str = "DELETE FROM job_results WHERE job_id = $1 AND EXISTS \
+     (SELECT 1 FROM jobs WHERE id = $1 AND owner = $2 AND state = 'running')";
+
+pub(super) const RESULT_PART_SQL: &str =
+    "SELECT bytes FROM job_results WHERE job_id = $1 AND part = $2";
 
 pub(super) const CANCEL_RUNNING: &str = "UPDATE jobs SET cancel_requested = TRUE \
      WHERE workspace = $1 AND id = $2 AND state = 'running'";
@@ -128,9 +162,9 @@ pub(super) struct JobRow {
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
     cancel_requested: bool,
-    result_path: Option<String>,
     result_type: Option<String>,
     result_name: Option<String>,
+    result_size: Option<i64>,
 }
 
 fn corrupt(what: impl std::fmt::Display) -> Error {
@@ -152,11 +186,11 @@ pub(super) fn job_from_row(row: JobRow) -> Result<JobRecord> {
                 .map_err(|e| corrupt(format_args!("error: {e}")))
         })
         .transpose()?;
-    let result_file = match (row.result_path, row.result_type, row.result_name) {
-        (Some(path), Some(content_type), Some(filename)) => Some(ResultFile {
-            path,
+    let result_file = match (row.result_type, row.result_name, row.result_size) {
+        (Some(content_type), Some(filename), Some(size)) => Some(ResultFile {
             content_type,
             filename,
+            size,
         }),
         _ => None,
     };
@@ -344,14 +378,14 @@ macro_rules! impl_sql_jobs {
                 id: uuid::Uuid,
                 owner: &str,
                 outcome: &crate::jobs::model::Outcome,
+                file: Option<&crate::jobs::model::ResultFile>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> crate::domain::error::Result<Option<crate::jobs::model::JobRecord>> {
                 use crate::jobs::model::JobState;
                 use crate::store::jobs::*;
                 let requeue = outcome.state == JobState::Queued;
-                let file = outcome.result_file.as_ref();
                 let sql = sqlx::AssertSqlSafe(format!(
-                    "UPDATE jobs SET state = $1, error = $2, result = $3, result_path = $4, \
+                    "UPDATE jobs SET state = $1, error = $2, result = $3, result_size = $4, \
                      result_type = $5, result_name = $6, done = $7, total = $8, message = $9, \
                      finished_at = $10, started_at = CASE WHEN $11 THEN NULL ELSE started_at END, \
                      input = CASE WHEN $11 THEN input ELSE NULL END, \
@@ -362,7 +396,7 @@ macro_rules! impl_sql_jobs {
                     .bind(outcome.state.as_str())
                     .bind(failure_text(outcome.error.as_ref())?)
                     .bind(outcome.result.as_ref().map(|r| r.to_string()))
-                    .bind(file.map(|f| f.path.clone()))
+                    .bind(file.map(|f| f.size))
                     .bind(file.map(|f| f.content_type.clone()))
                     .bind(file.map(|f| f.filename.clone()))
                     .bind(outcome.progress.done)
@@ -375,6 +409,39 @@ macro_rules! impl_sql_jobs {
                     .fetch_optional(self.writer())
                     .await?;
                 row.map(job_from_row).transpose()
+            }
+
+            async fn clear_result(
+                &self,
+                id: uuid::Uuid,
+                owner: &str,
+            ) -> crate::domain::error::Result<()> {
+                use crate::store::jobs::*;
+                sqlx::query(CLEAR_RESULT)
+                    .bind(id.to_string())
+                    .bind(owner)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
+            async fn put_result_part(
+                &self,
+                id: uuid::Uuid,
+                owner: &str,
+                part: i64,
+                bytes: &[u8],
+            ) -> crate::domain::error::Result<bool> {
+                use crate::store::jobs::*;
+                let stored = sqlx::query(INSERT_RESULT_PART)
+                    .bind(id.to_string())
+                    .bind(part)
+                    .bind(bytes)
+                    .bind(owner)
+                    .execute(self.writer())
+                    .await?
+                    .rows_affected();
+                Ok(stored == 1)
             }
 
             async fn cancel_job(
@@ -447,15 +514,31 @@ macro_rules! impl_sql_jobs {
             async fn delete_finished_jobs(
                 &self,
                 cutoff: chrono::DateTime<chrono::Utc>,
-            ) -> crate::domain::error::Result<Vec<String>> {
-                let rows: Vec<(Option<String>,)> = sqlx::query_as(
+            ) -> crate::domain::error::Result<u64> {
+                // Their `job_results` parts go with them (ON DELETE CASCADE).
+                let deleted = sqlx::query(
                     "DELETE FROM jobs WHERE state NOT IN ('queued', 'running') \
-                     AND finished_at < $1 RETURNING result_path",
+                     AND finished_at < $1",
                 )
                 .bind(cutoff)
-                .fetch_all(self.writer())
-                .await?;
-                Ok(rows.into_iter().filter_map(|(p,)| p).collect())
+                .execute(self.writer())
+                .await?
+                .rows_affected();
+                Ok(deleted)
+            }
+
+            async fn result_part(
+                &self,
+                id: uuid::Uuid,
+                part: i64,
+            ) -> crate::domain::error::Result<Option<Vec<u8>>> {
+                use crate::store::jobs::*;
+                let row: Option<(Vec<u8>,)> = sqlx::query_as(RESULT_PART_SQL)
+                    .bind(id.to_string())
+                    .bind(part)
+                    .fetch_optional(self.reader())
+                    .await?;
+                Ok(row.map(|(bytes,)| bytes))
             }
         }
     };

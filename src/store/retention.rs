@@ -2,8 +2,8 @@
 //! `EVENT_PRUNE_INTERVAL_SECONDS` it deletes replay-log events older than
 //! `EVENT_RETENTION_SECONDS` (and all but the last `EVENT_RETENTION_COUNT` per workspace), and
 //! settled notifications (`delivered`, `dead`) older than `NOTIFICATION_RETENTION_SECONDS`
-//! with their attempts. Finished jobs are the job manager's to remove, since their result
-//! files go with them. Stops when the shutdown token is cancelled.
+//! with their attempts. Finished jobs (and their result files) are the job manager's to remove,
+//! after `JOB_RETENTION_SECONDS`. Stops when the shutdown token is cancelled.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -71,8 +71,8 @@ impl TestDb {
         }
     }
 
-    /// The same database for a second app (another process of a cluster); dropping or
-    /// stopping it leaves the database to this one.
+    /// Another handle on the same database for a second app (a second process on it); it
+    /// does not drop the database, its owner does.
     pub fn shared(&self) -> TestDb {
         TestDb {
             url: self.url.clone(),
