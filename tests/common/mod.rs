@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod sio;
+pub mod smtp;
 pub mod sse;
 
 use std::net::SocketAddr;
