@@ -219,6 +219,9 @@ async fn a_certificate_for_another_host_name_is_refused() {
     app.stop().await;
 }
 
+/// Environment variables for one run of the binary.
+type Env = Vec<(&'static str, String)>;
+
 /// Runs the real binary with `env`, expecting it to refuse to start; returns its stderr.
 fn refused_start(db_dir: &Path, env: &[(&str, String)]) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskwire"));
@@ -278,7 +281,8 @@ fn a_broken_smtp_setting_stops_the_binary_at_start_up() {
         "garbage.pem",
         "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
     );
-    let cases: Vec<(Vec<(&str, String)>, Vec<String>)> = vec![
+    // (environment, what stderr must say)
+    let cases: Vec<(Env, Vec<String>)> = vec![
         (
             vec![smtps(), ("SMTP_CA_FILE", missing.display().to_string())],
             vec![

@@ -28,7 +28,7 @@ pub(super) const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3
 /// Why the SMTP settings cannot be used; each names the setting to fix and never repeats the
 /// URL, which may hold a password.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SmtpConfigError {
+enum SmtpConfigError {
     /// `SMTP_URL` is not a URL taskwire can send through.
     #[error("SMTP_URL is not usable: {0}")]
     Url(String),
@@ -84,6 +84,17 @@ struct Endpoint {
     credentials: Option<(String, String)>,
 }
 
+impl Endpoint {
+    /// `host:port` (`[v6]:port`), what error messages and logs show instead of the URL.
+    fn server(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
 /// Sends e-mail notifications.
 #[derive(Clone)]
 pub struct Mailer {
@@ -122,10 +133,16 @@ impl Mailer {
         let from = from.parse().map_err(|e| {
             Error::invalid("mail_from", format!("MAIL_FROM is not an address: {e}"))
         })?;
+        tracing::info!(
+            server = %endpoint.server(),
+            security = endpoint.security.as_str(),
+            authenticated = endpoint.credentials.is_some(),
+            "e-mail notifications enabled"
+        );
         Ok(Mailer {
             transport,
             from,
-            server: format!("{}:{}", endpoint.host, endpoint.port),
+            server: endpoint.server(),
         })
     }
 
@@ -210,12 +227,6 @@ fn transport(
     if let Some((user, password)) = &endpoint.credentials {
         builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
     }
-    tracing::info!(
-        server = %format!("{}:{}", endpoint.host, endpoint.port),
-        security = endpoint.security.as_str(),
-        authenticated = endpoint.credentials.is_some(),
-        "e-mail notifications enabled"
-    );
     Ok(builder.build())
 }
 
@@ -478,6 +489,7 @@ mod tests {
             Some(("me@example.org".into(), "p@ss:word".into()))
         );
         assert_eq!(e.host, "::1");
+        assert_eq!(e.server(), "[::1]:465");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use email::{Mailer, SmtpConfigError};
+pub use email::Mailer;
 pub use webhook::{Webhook, sign, signing_key};
 
 use crate::config::Settings;
