@@ -333,10 +333,16 @@ pub struct Settings {
     #[arg(long, env = "WEBHOOK_TIMEOUT_SECONDS", default_value_t = 10)]
     pub webhook_timeout_seconds: u64,
 
-    /// SMTP server for e-mail notifications: `smtp://host:port` (plain) or
-    /// `smtp://user:pass@host:port`. Unset: no e-mail.
+    /// SMTP server for e-mail notifications: `smtps://user:pass@host:465` (TLS),
+    /// `smtp://user:pass@host:587?tls=required` (STARTTLS) or `smtp://host:25` (plain, for a
+    /// local relay). Unset: no e-mail.
     #[arg(long, env = "SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<Secret>,
+
+    /// PEM file of CA certificates trusted for the SMTP server besides the system's, for a
+    /// relay with a private CA. Read once at start-up.
+    #[arg(long, env = "SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<std::path::PathBuf>,
 
     /// Sender of notification e-mails.
     #[arg(

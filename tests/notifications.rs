@@ -21,6 +21,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use common::smtp::parse_mail;
 use common::{Backend, TestApp, TestDb};
 use futures::StreamExt;
 use hmac::{Hmac, KeyInit, Mac};
@@ -704,52 +705,6 @@ fn start_smtp() -> (u16, Arc<Mailbox>) {
         let _ = server.serve();
     });
     (port, mailbox)
-}
-
-/// Header value (unfolded) and decoded body of a raw message.
-fn parse_mail(raw: &str) -> (HashMap<String, String>, String) {
-    let (head, body) = raw
-        .split_once("\r\n\r\n")
-        .expect("headers, blank line, body");
-    let mut headers: HashMap<String, String> = HashMap::new();
-    let mut last = String::new();
-    for line in head.split("\r\n") {
-        if line.starts_with([' ', '\t']) {
-            headers.get_mut(&last).unwrap().push_str(line.trim_start());
-        } else if let Some((name, value)) = line.split_once(':') {
-            last = name.trim().to_ascii_lowercase();
-            headers.insert(last.clone(), value.trim().to_owned());
-        }
-    }
-    let encoding = headers
-        .get("content-transfer-encoding")
-        .map(|e| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    let text = match encoding.as_str() {
-        "base64" => {
-            let compact: String = body.split_whitespace().collect();
-            String::from_utf8(STANDARD.decode(compact).expect("base64 body")).unwrap()
-        }
-        "quoted-printable" => {
-            let joined = body.replace("=\r\n", "");
-            let bytes = joined.as_bytes();
-            let mut out = Vec::new();
-            let mut i = 0;
-            while i < bytes.len() {
-                if bytes[i] == b'=' && i + 2 < bytes.len() {
-                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
-                    out.push(u8::from_str_radix(hex, 16).expect("QP escape"));
-                    i += 3;
-                } else {
-                    out.push(bytes[i]);
-                    i += 1;
-                }
-            }
-            String::from_utf8(out).unwrap()
-        }
-        _ => body.to_owned(),
-    };
-    (headers, text.replace("\r\n", "\n"))
 }
 
 async fn e_mail_goes_to_the_right_person_over_real_smtp(backend: Backend) {

@@ -83,7 +83,8 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// A dispatcher for `settings`; fails on a malformed `WEBHOOK_SECRET`, `WEBHOOK_URL`,
-    /// `SMTP_URL` or `MAIL_FROM`, so mistakes show at start-up rather than as dead rows.
+    /// `SMTP_URL`, `SMTP_CA_FILE` or `MAIL_FROM`, so mistakes show at start-up rather than as
+    /// dead rows.
     pub fn new(settings: &Settings, store: Arc<dyn Store>, wake: Arc<Notify>) -> Result<Self> {
         for url in &settings.webhook_url {
             let ok = reqwest::Url::parse(url)
@@ -106,7 +107,13 @@ impl Dispatcher {
         let mailer = settings
             .smtp_url
             .as_ref()
-            .map(|url| Mailer::new(url.expose(), &settings.mail_from))
+            .map(|url| {
+                Mailer::new(
+                    url.expose(),
+                    settings.smtp_ca_file.as_deref(),
+                    &settings.mail_from,
+                )
+            })
             .transpose()?;
         let mut timeout = settings.webhook_timeout_seconds.max(1);
         if mailer.is_some() {

@@ -5,6 +5,7 @@
 
 pub mod process;
 pub mod sio;
+pub mod smtp;
 pub mod sse;
 pub mod webhook;
 
