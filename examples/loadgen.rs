@@ -46,9 +46,10 @@ const FREEZE: Duration = Duration::from_millis(10);
     about = "Socket.IO fan-out load generator for taskwire"
 )]
 struct Args {
-    /// Base URL of the server (loopback only).
-    #[arg(long, default_value = "http://127.0.0.1:5000")]
-    url: String,
+    /// Base URL of the server (loopback only). Several, comma-separated, for several processes
+    /// of one deployment: clients and updates are spread over them round-robin.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:5000")]
+    url: Vec<String>,
     /// Socket.IO clients to open.
     #[arg(long, default_value_t = 1000)]
     clients: usize,
@@ -67,9 +68,10 @@ struct Args {
     /// JWT sent as `auth.token` in the Socket.IO CONNECT packet and as a Bearer token on REST.
     #[arg(long)]
     token: Option<String>,
-    /// Server process to read RSS and CPU time from (`/proc/<pid>`).
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// Server processes to read RSS and CPU time from (`/proc/<pid>`), comma-separated;
+    /// with several, their figures are summed.
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     /// Hard limit on the whole run, in seconds; the report covers what happened until then.
     #[arg(long, default_value_t = 180)]
     duration: u64,
@@ -169,6 +171,26 @@ fn proc_sample(pid: &str) -> Option<ProcSample> {
         rss_kib,
         cpu_ticks: utime + stime,
     })
+}
+
+/// RSS and CPU time summed over several processes; None when there are none or one is gone.
+fn sum_samples(pids: &[String]) -> Option<ProcSample> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().try_fold(
+        ProcSample {
+            rss_kib: 0,
+            cpu_ticks: 0,
+        },
+        |total, pid| {
+            let one = proc_sample(pid)?;
+            Some(ProcSample {
+                rss_kib: total.rss_kib + one.rss_kib,
+                cpu_ticks: total.cpu_ticks + one.cpu_ticks,
+            })
+        },
+    )
 }
 
 /// A minimal WebSocket client (RFC 6455): enough for Engine.IO over loopback.
@@ -560,7 +582,7 @@ struct RestOutcome {
 /// Makes `updates` PATCHes to `task` at `rate` per second, open loop: each request runs on its
 /// own task so a slow answer delays neither the schedule nor the next request.
 fn rest_updates(
-    base: String,
+    bases: Vec<String>,
     token: Option<String>,
     task: String,
     updates: u64,
@@ -574,7 +596,10 @@ fn rest_updates(
         .expect("REST runtime starts");
     rt.block_on(async move {
         let http = rest_client(token.as_deref());
-        let url = format!("{base}/api/tasks/{task}");
+        let urls: Vec<String> = bases
+            .iter()
+            .map(|base| format!("{base}/api/tasks/{task}"))
+            .collect();
         let interval = Duration::from_secs_f64(1.0 / rate);
         let start = tokio::time::Instant::now();
         let mut requests = tokio::task::JoinSet::new();
@@ -585,7 +610,7 @@ fn rest_updates(
                 break;
             }
             tokio::time::sleep_until(at).await;
-            let (http, url) = (http.clone(), url.clone());
+            let (http, url) = (http.clone(), urls[seq as usize % urls.len()].clone());
             requests.spawn(async move {
                 let t0 = Instant::now();
                 let t0_ns = now_ns();
@@ -778,7 +803,9 @@ struct FreezeReport {
 /// What `/proc/<server-pid>` showed.
 #[derive(Debug, Serialize)]
 struct ServerReport {
+    /// The first server process; figures below are summed over `processes`.
     pid: u32,
+    processes: usize,
     rss_idle_kib: u64,
     rss_connected_kib: u64,
     rss_end_kib: u64,
@@ -825,10 +852,18 @@ fn main() -> std::process::ExitCode {
 
 async fn run(args: Args) -> Result<Report, String> {
     let deadline = Instant::now() + Duration::from_secs(args.duration);
-    let base = args.url.trim_end_matches('/').to_owned();
-    let addr = loopback_addr(&base)?;
-    let pid = args.server_pid.map(|p| p.to_string());
-    let sample = || pid.as_deref().and_then(proc_sample);
+    let bases: Vec<String> = args
+        .url
+        .iter()
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .collect();
+    let base = bases.first().ok_or("--url names no server")?.clone();
+    let addrs = bases
+        .iter()
+        .map(|b| loopback_addr(b))
+        .collect::<Result<Vec<_>, _>>()?;
+    let pids: Vec<String> = args.server_pid.iter().map(u32::to_string).collect();
+    let sample = || sum_samples(&pids);
     let idle = sample();
 
     let title = format!("loadgen {}", std::process::id());
@@ -861,7 +896,7 @@ async fn run(args: Args) -> Result<Report, String> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         for _ in 0..batch {
             tokio::task::spawn_local(client(
-                addr,
+                addrs[index % addrs.len()],
                 token.clone(),
                 index as u32 + 1,
                 shared.clone(),
@@ -936,7 +971,7 @@ async fn run(args: Args) -> Result<Report, String> {
     let measure_start_ns = now_ns();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     {
-        let (base, token, task) = (base.clone(), args.token.clone(), task_id.clone());
+        let (base, token, task) = (bases.clone(), args.token.clone(), task_id.clone());
         let (updates, rate, probe) = (args.updates, args.rate, probe.clone());
         std::thread::spawn(move || {
             let _ = done_tx.send(rest_updates(
@@ -966,11 +1001,12 @@ async fn run(args: Args) -> Result<Report, String> {
 
     let received = shared.received.get();
     let expected_all = args.clients as u64 * args.updates;
-    let server = match (args.server_pid, idle, after_connect, before, after) {
-        (Some(pid), Some(idle), Some(conn), Some(before), Some(after)) => {
+    let server = match (args.server_pid.first(), idle, after_connect, before, after) {
+        (Some(&pid), Some(idle), Some(conn), Some(before), Some(after)) => {
             let cpu_s = (after.cpu_ticks - before.cpu_ticks) as f64 * TICK_US as f64 / 1e6;
             Some(ServerReport {
                 pid,
+                processes: args.server_pid.len(),
                 rss_idle_kib: idle.rss_kib,
                 rss_connected_kib: conn.rss_kib,
                 rss_end_kib: after.rss_kib,

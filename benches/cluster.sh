@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Several processes against one: taskwire × 3 processes (Postgres + Redis, clients and REST
+# updates spread round-robin over them) against one process with the same total clients
+# (Postgres, no Redis). All servers are pinned to CPU 0, the load generator to CPU 1, so both
+# set-ups have the same CPU; Postgres and Redis are the machine's own. For each: delivery
+# p50/p99, lost events, server RSS and CPU (summed over the processes), Redis commands and
+# Postgres transactions per update, at each rate in RATES; then the rates at which delivery p99
+# passes 1 s (CEILING_RATES). Writes raw JSON to benches/results/cluster-*.json and prints a
+# table; BENCHMARKS.md ("Several processes") holds the recorded run.
+#
+#   benches/cluster.sh                 # 9 000 clients, 5 and 20 updates/s, then the ceiling
+#   CLIENTS=3000 RATES=5 CEILING_RATES= benches/cluster.sh     # a quick look
+#
+# Bounded: every load-generator run has --duration, the script a timeout per step.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+
+CLIENTS="${CLIENTS:-9000}"
+PROCESSES="${PROCESSES:-3}"
+RATES="${RATES:-5 20}"
+CEILING_RATES="${CEILING_RATES:-40 80}"
+SECONDS_PER_RUN="${SECONDS_PER_RUN:-20}"
+WARMUP="${WARMUP:-10}"
+NICE="${NICE:--10}"
+PG_ADMIN="${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/test}"
+PG_BASE="${PG_ADMIN%/*}"
+REDIS_URL_BENCH="${REDIS_URL_BENCH:-redis://127.0.0.1:6379}"
+RESULTS="$ROOT/benches/results"
+TMP="$(mktemp -d)"
+PORT=5200
+PIDS=()
+DB=""
+source "$ROOT/benches/lib/common.sh"
+
+stop_servers() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  PIDS=()
+  if [[ -n "$DB" ]]; then
+    psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+    DB=""
+  fi
+}
+trap 'stop_servers; stop_keeping_awake; rm -rf "$TMP"' EXIT
+
+build_release
+keep_cpus_awake
+ulimit -n "$(ulimit -Hn)"
+mkdir -p "$RESULTS"
+if [[ "$NICE" != 0 ]]; then echo "$NICE" >"/proc/$$/autogroup" 2>/dev/null || true; fi
+
+# Starts $1 processes on a new database (with Redis when more than one); sets URLS and SPIDS.
+start_servers() {
+  local n="$1" i
+  DB="taskwire_bench_$(date +%s%N)"
+  psql "$PG_ADMIN" -qc "CREATE DATABASE $DB" >/dev/null
+  local prefix="bench-$DB"
+  URLS=""
+  SPIDS=""
+  for i in $(seq 1 "$n"); do
+    PORT=$((PORT + 1))
+    local extra=()
+    if [[ "$n" -gt 1 ]]; then extra=(REDIS_URL="$REDIS_URL_BENCH" REDIS_PREFIX="$prefix"); fi
+    env "${extra[@]}" DATABASE_URL="$PG_BASE/$DB" HOST=127.0.0.1 PORT="$PORT" LOG_LEVEL=warn \
+      REST_RATE_LIMIT=0 SOCKET_RATE_LIMIT=0 JOB_RESULT_DIR="$TMP/results-$i" \
+      nice -n "$NICE" taskset -c 0 "$TASKWIRE" >"$TMP/server-$i.out" 2>"$TMP/server-$i.err" &
+    PIDS+=($!)
+    local url=""
+    for _ in $(seq 1 150); do
+      url="$(sed -n "s/^taskwire listening on \(http:[^ ]*\)\$/\1/p" "$TMP/server-$i.out" 2>/dev/null)"
+      [[ -n "$url" ]] && break
+      sleep 0.1
+    done
+    if [[ -z "$url" ]]; then echo "process $i did not start:" >&2; cat "$TMP/server-$i.err" >&2; return 1; fi
+    URLS="${URLS:+$URLS,}$url"
+    SPIDS="${SPIDS:+$SPIDS,}${PIDS[-1]}"
+  done
+  sleep 1
+}
+
+redis_commands() { redis-cli -u "$REDIS_URL_BENCH" INFO stats | sed -n 's/^total_commands_processed:\([0-9]*\).*/\1/p'; }
+pg_transactions() {
+  psql "$PG_ADMIN" -Atc "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '$DB'"
+}
+
+# One run: processes, rate, result name.
+measure() {
+  local n="$1" rate="$2" name="$3"
+  local updates
+  updates=$(awk "BEGIN {print int($rate * $SECONDS_PER_RUN)}")
+  start_servers "$n"
+  echo "==> $name: $n process(es), $CLIENTS clients, $updates updates at $rate/s" >&2
+  local r0 p0 r1 p1
+  r0="$(redis_commands)"; p0="$(pg_transactions)"
+  timeout 400 nice -n "$NICE" taskset -c 1 "$LOADGEN" --url "$URLS" --clients "$CLIENTS" \
+    --updates "$updates" --rate "$rate" --warmup "$WARMUP" --drain 10 --duration 300 \
+    --server-pid "$SPIDS" --label "taskwire×$n" --json --freeze-probe \
+    >"$TMP/run.json" 2>"$TMP/summary.txt" || true
+  sleep 1.5 # Postgres publishes its counters with a short delay
+  r1="$(redis_commands)"; p1="$(pg_transactions)"
+  cat "$TMP/summary.txt" >&2
+  # Per update, over everything the run sent (warm-up and the run's own task included).
+  python3 - "$TMP/run.json" "$RESULTS/$name.json" "$n" $((r1 - r0)) $((p1 - p0)) $((updates + WARMUP + 1)) <<'PY'
+import json, sys
+src, dst, n, redis, pg, writes = sys.argv[1:]
+report = json.load(open(src))
+report["processes"] = int(n)
+report["redis_commands_per_update"] = int(redis) / int(writes) if int(n) > 1 else 0
+report["pg_transactions_per_update"] = int(pg) / int(writes)
+json.dump(report, open(dst, "w"), indent=1)
+PY
+  stop_servers
+}
+
+for rate in $RATES; do
+  measure 1 "$rate" "cluster-1x${CLIENTS}-${rate}"
+  measure "$PROCESSES" "$rate" "cluster-${PROCESSES}x$((CLIENTS / PROCESSES))-${rate}"
+done
+for rate in $CEILING_RATES; do
+  measure 1 "$rate" "cluster-1x${CLIENTS}-${rate}"
+  measure "$PROCESSES" "$rate" "cluster-${PROCESSES}x$((CLIENTS / PROCESSES))-${rate}"
+done
+
+python3 - "$RESULTS" "$CLIENTS" "$PROCESSES" $RATES $CEILING_RATES <<'PY'
+import json, os, sys
+results, clients, procs, *rates = sys.argv[1:]
+clients, procs = int(clients), int(procs)
+print(f"| set-up | rate | delivery p50 / p99 (ms) | p99 outside freezes | lost | RSS/conn KiB | CPU µs/event | Redis cmds/update | PG xacts/update |")
+print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+for rate in rates:
+    for name, label in ((f"cluster-1x{clients}-{rate}", f"1 × {clients}"),
+                        (f"cluster-{procs}x{clients // procs}-{rate}", f"{procs} × {clients // procs}")):
+        path = os.path.join(results, name + ".json")
+        if not os.path.exists(path):
+            continue
+        r = json.load(open(path))
+        d, s = r["delivery"], r.get("server") or {}
+        clear = (r.get("delivery_outside_freezes") or {}).get("p99_ms", float("nan"))
+        print(f"| {label} | {rate}/s | {d['p50_ms']:.1f} / {d['p99_ms']:.1f} | {clear:.1f} | {r['lost']} | "
+              f"{s.get('rss_per_conn_kib', float('nan')):.1f} | {s.get('cpu_us_per_event', float('nan')):.2f} | "
+              f"{r['redis_commands_per_update']:.1f} | {r['pg_transactions_per_update']:.1f} |")
+PY
