@@ -7,9 +7,7 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,6 +19,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use common::process::Server;
 use common::smtp::parse_mail;
 use common::{Backend, TestApp, TestDb};
 use futures::StreamExt;
@@ -1003,81 +1002,6 @@ async fn changes_that_do_not_commit_notify_nobody(backend: Backend) {
 // ---------------------------------------------------------------------------------------------
 // 5b/6. The real binary: kill -9 and graceful shutdown.
 
-/// The `taskwire` binary, killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    async fn start(db_url: &str, env: Vec<(&'static str, String)>) -> Server {
-        let db_url = db_url.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskwire"));
-            cmd.env("DATABASE_URL", db_url)
-                .env("HOST", "127.0.0.1")
-                .env("PORT", "0")
-                .env("LOG_LEVEL", "error")
-                .env("REST_RATE_LIMIT", "0")
-                .env_remove("JWT_SECRET")
-                .env_remove("SMTP_URL")
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit());
-            for (name, value) in env {
-                cmd.env(name, value);
-            }
-            let mut child = cmd.spawn().expect("taskwire starts");
-            let stdout = child.stdout.take().unwrap();
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if let Some(base) = line.strip_prefix("taskwire listening on ") {
-                        let _ = tx.send(base.to_owned());
-                    }
-                }
-            });
-            let base = rx
-                .recv_timeout(Duration::from_secs(30))
-                .expect("taskwire prints the address it listens on");
-            Server { child, base }
-        })
-        .await
-        .unwrap()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// SIGKILL: no shutdown code runs.
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM, then waits for the process to exit.
-    async fn terminate(mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(sent.success());
-        eventually("taskwire exits", Duration::from_secs(15), || {
-            let status = self.child.try_wait().unwrap();
-            async move { status }
-        })
-        .await
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 /// A loopback port nothing listens on (connections are refused).
 fn refused_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -1230,7 +1154,7 @@ async fn graceful_shutdown_finishes_a_delivery_in_flight() {
     })
     .await;
     assert_eq!(rx.answered(), 0);
-    let status = server.terminate().await;
+    let status = server.terminate(Duration::from_secs(15)).await;
     assert!(status.success(), "{status}");
     assert_eq!(
         rx.answered(),
@@ -1257,7 +1181,7 @@ async fn graceful_shutdown_finishes_a_delivery_in_flight() {
     assert_eq!(hits.len(), 2);
     assert_eq!(hits[0].id, rows[0].id.to_string());
     assert_ne!(hits[1].id, hits[0].id);
-    let _ = server.terminate().await;
+    let _ = server.terminate(Duration::from_secs(15)).await;
     store.close().await;
 }
 
@@ -1297,7 +1221,7 @@ async fn shutdown_cut_short_leaves_the_delivery_to_the_next_process() {
         async move { (n == 1).then_some(()) }
     })
     .await;
-    let status = server.terminate().await;
+    let status = server.terminate(Duration::from_secs(15)).await;
     assert!(status.success(), "{status}");
 
     let store = taskwire::store::connect(&db.url, 2).await.unwrap();
@@ -1316,7 +1240,7 @@ async fn shutdown_cut_short_leaves_the_delivery_to_the_next_process() {
     let hits = rx.hits();
     assert!(hits.len() >= 2);
     assert!(hits.iter().all(|h| h.id == rows[0].id.to_string()));
-    let _ = server.terminate().await;
+    let _ = server.terminate(Duration::from_secs(15)).await;
     store.close().await;
 }
 

@@ -134,28 +134,18 @@ async fn settled_notifications_older_than_the_default_week_are_pruned(backend: B
         .unwrap()
         .expect("kept");
     assert_eq!(attempts.len(), 1, "a kept row keeps its attempts");
+    const ORPHANS: &str = "SELECT COUNT(*) FROM notification_attempts \
+        WHERE notification_id NOT IN (SELECT id FROM notifications)";
     let orphans: (i64,) = match backend {
         Backend::Sqlite => {
             let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
-            let n = sqlx::query_as(
-                "SELECT COUNT(*) FROM notification_attempts WHERE notification_id NOT IN \
-                 (SELECT id FROM notifications)",
-            )
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+            let n = sqlx::query_as(ORPHANS).fetch_one(&pool).await.unwrap();
             pool.close().await;
             n
         }
         Backend::Postgres => {
             let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-            let n = sqlx::query_as(
-                "SELECT COUNT(*) FROM notification_attempts WHERE notification_id NOT IN \
-                 (SELECT id FROM notifications)",
-            )
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+            let n = sqlx::query_as(ORPHANS).fetch_one(&pool).await.unwrap();
             pool.close().await;
             n
         }

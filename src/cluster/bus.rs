@@ -30,27 +30,11 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest wait between two attempts to subscribe again.
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
-/// News from another process, for the hub.
+/// What the subscription hands the hub.
 #[derive(Debug)]
 pub enum Inbound {
-    /// A committed event.
-    Event(Box<TaskEvent>),
-    /// `job_progress` for a workspace's sockets.
-    Job {
-        /// The job's workspace.
-        workspace: String,
-        /// The job JSON.
-        job: Box<RawValue>,
-    },
-    /// `presence` for a task room's sockets.
-    Presence {
-        /// The task's workspace.
-        workspace: String,
-        /// The task.
-        task: Uuid,
-        /// The payload.
-        users: Box<RawValue>,
-    },
+    /// Another process's news.
+    News(Body),
     /// The subscription is (re)established: news may have been missed, look at the log.
     Resubscribed,
 }
@@ -281,18 +265,6 @@ impl Cluster {
             return None;
         }
         metrics::counter!(metric::CLUSTER_NEWS_RECEIVED).increment(1);
-        Some(match envelope.body {
-            Body::Event(event) => Inbound::Event(Box::new((*event).into())),
-            Body::Job { workspace, job } => Inbound::Job { workspace, job },
-            Body::Presence {
-                workspace,
-                task,
-                users,
-            } => Inbound::Presence {
-                workspace,
-                task,
-                users,
-            },
-        })
+        Some(Inbound::News(envelope.body))
     }
 }

@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use serde_json::value::RawValue;
 
 use super::frame::Frame;
+use crate::cluster::wire::Body;
 use crate::cluster::{Cluster, HEAD_CHECK, Inbound};
 use crate::config::EventStyle;
 use crate::domain::error::{Error, Result};
@@ -317,13 +318,15 @@ impl Fanout {
     /// presence updates go to this process's sockets.
     async fn take_news(&mut self, inbound: Inbound) {
         match inbound {
-            Inbound::Event(event) => self.accept(*event).await,
-            Inbound::Job { workspace, job } => self.announce_job(&workspace, &job).await,
-            Inbound::Presence {
+            Inbound::News(Body::Event(event)) => self.accept((*event).into()).await,
+            Inbound::News(Body::Job { workspace, job }) => {
+                self.announce_job(&workspace, &job).await
+            }
+            Inbound::News(Body::Presence {
                 workspace,
                 task,
                 users,
-            } => {
+            }) => {
                 if let Err(err) = self
                     .io
                     .to(task_room(&workspace, task))
