@@ -442,6 +442,46 @@ impl Settings {
     }
 }
 
+/// The settings as a Markdown table (flag, environment variable, default, meaning), generated
+/// from the definitions above so that `docs/configuration.md` cannot drift from `--help`.
+pub fn settings_table() -> String {
+    use clap::CommandFactory;
+    let mut out = String::from("| Flag | Env var | Default | Meaning |\n|---|---|---|---|\n");
+    for arg in Cli::command().get_arguments() {
+        let Some(long) = arg.get_long() else {
+            continue;
+        };
+        if matches!(long, "help" | "version") {
+            continue;
+        }
+        let env = arg
+            .get_env()
+            .map(|e| format!("`{}`", e.to_string_lossy()))
+            .unwrap_or_default();
+        let defaults: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        let default = if defaults.is_empty() {
+            "unset".to_owned()
+        } else {
+            format!("`{}`", defaults.join(","))
+        };
+        let help = arg
+            .get_long_help()
+            .or_else(|| arg.get_help())
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .replace('|', "\\|");
+        out.push_str(&format!("| `--{long}` | {env} | {default} | {help} |\n"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
