@@ -160,11 +160,14 @@ pub struct Settings {
     #[arg(long, env = "HOST", default_value = "127.0.0.1")]
     pub host: IpAddr,
 
-    /// Port to listen on (0 picks a free port and prints it).
+    /// Port to listen on. `0` picks a free port, which appears in the listening line.
     #[arg(long, env = "PORT", default_value_t = 5000)]
     pub port: u16,
 
-    /// Database: `sqlite://path.db` (created if missing) or `postgres://…`.
+    /// Database: `sqlite://path.db` (created if missing) or `postgres://…` /
+    /// `postgresql://…`. A SQLite file serves one process: a second taskwire on it refuses to
+    /// start (see Operations). `--help` does not show this variable's value, and messages show
+    /// the URL with its password as `***`.
     // The value is not shown in `--help`: a Postgres URL may carry a password.
     #[arg(
         long,
@@ -174,21 +177,27 @@ pub struct Settings {
     )]
     pub database_url: String,
 
-    /// Redis for running several processes as one (`redis://host:6379`); needs a Postgres
-    /// `DATABASE_URL`. Unset: one process.
+    /// Runs several processes as one (see Running several processes); needs a PostgreSQL
+    /// `DATABASE_URL`, and is refused with SQLite. A process refuses to start when Redis does not
+    /// answer. `redis://[user:password@]host:port[/db]`; its password is never shown.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<Secret>,
 
-    /// Prefix of every Redis key and channel, so several deployments can share one Redis.
+    /// Prefix of every Redis key and channel (`{prefix}:news`, `{prefix}:presence:{workspace}`), so
+    /// several deployments can share one Redis.
     #[arg(long, env = "REDIS_PREFIX", default_value = "taskwire")]
     pub redis_prefix: String,
 
-    /// Most database connections to hold open (readers on SQLite; SQLite always has one writer).
+    /// Maximum number of open database connections. On SQLite this is the reader pool; there is
+    /// always exactly one writer.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
     pub database_max_connections: u32,
 
-    /// Longest wait for a Postgres connection, in seconds: start-up gives up after trying
-    /// this long, and while running a request that cannot get one answers 503.
+    /// Longest wait for a Postgres connection. At start-up taskwire keeps trying to reach Postgres
+    /// this long, then exits with the reason; while running, a request that gets no connection
+    /// within it answers 503 `unavailable`. That includes a pool so busy that no connection frees
+    /// up in time: raise this or `DATABASE_MAX_CONNECTIONS` if you see 503s while Postgres is up.
+    /// At least 1.
     #[arg(
         long,
         env = "DATABASE_TIMEOUT_SECONDS",
@@ -197,36 +206,38 @@ pub struct Settings {
     )]
     pub database_timeout_seconds: u64,
 
-    /// Allowed CORS origins, comma-separated exact origins, or `*`. Unset: same-origin only.
+    /// Allowed browser origins, a comma-separated list of exact origins, or `*`: CORS for REST, SSE
+    /// and Socket.IO polling, and the `Origin` check on Socket.IO (WebSocket included; other
+    /// origins get 403). Clients that send no `Origin` (scripts, servers) are not affected.
     #[arg(long, env = "FRONTEND_URL", value_delimiter = ',')]
     pub frontend_url: Vec<String>,
 
-    /// Log format.
+    /// `pretty` or `json`. Logs go to stderr.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
 
-    /// Log filter in `RUST_LOG` syntax.
+    /// Log filter in `RUST_LOG` syntax. `RUST_LOG` takes precedence if it is set.
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
 
-    /// Largest accepted request body in bytes (REST and Socket.IO messages).
+    /// Largest accepted request body in bytes; this is also the largest Socket.IO message.
     #[arg(long, env = "BODY_LIMIT", default_value_t = 1_048_576)]
     pub body_limit: usize,
 
-    /// Longest a REST request may take before it is answered 408, in seconds.
+    /// A REST request that takes longer than this is answered 408.
     #[arg(long, env = "REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
     pub request_timeout_seconds: u64,
 
-    /// Events older than this are pruned from the replay log, in seconds.
+    /// Events older than this are pruned from the replay log.
     #[arg(long, env = "EVENT_RETENTION_SECONDS", default_value_t = 86_400)]
     pub event_retention_seconds: u64,
 
-    /// At most this many events per workspace are kept in the replay log.
+    /// At most this many events per workspace stay in the replay log.
     #[arg(long, env = "EVENT_RETENTION_COUNT", default_value_t = 100_000)]
     pub event_retention_count: i64,
 
-    /// How long `delivered` and `dead` notifications (and their attempts) are kept, in
-    /// seconds; pending and failed ones are kept until they settle.
+    /// How long `delivered` and `dead` notifications (with their attempts) are kept; pending and
+    /// failed ones stay until they settle.
     #[arg(
         long,
         env = "NOTIFICATION_RETENTION_SECONDS",
@@ -234,11 +245,11 @@ pub struct Settings {
     )]
     pub notification_retention_seconds: u64,
 
-    /// How often the replay log and settled notifications are pruned, in seconds.
+    /// How often the replay log and settled notifications are pruned.
     #[arg(long, env = "EVENT_PRUNE_INTERVAL_SECONDS", default_value_t = 60)]
     pub event_prune_interval_seconds: u64,
 
-    /// Interval of SSE keep-alive comments, in seconds.
+    /// Interval of SSE keep-alive comments.
     #[arg(long, env = "SSE_KEEPALIVE_SECONDS", default_value_t = 15)]
     pub sse_keepalive_seconds: u64,
 
@@ -246,29 +257,29 @@ pub struct Settings {
     #[arg(long, env = "SOCKET_BUFFER", default_value_t = 1024)]
     pub socket_buffer: usize,
 
-    /// Worker threads of the runtime Socket.IO connections and fan-out run on, apart from the
-    /// one serving requests; 0 runs them on the request runtime. Default: one per CPU.
+    /// Worker threads of the runtime that Socket.IO connections and the fan-out run on, apart from
+    /// the one serving requests (see Architecture); `0` runs everything on one runtime.
     #[arg(long, env = "REALTIME_THREADS")]
     pub realtime_threads: Option<usize>,
 
-    /// How many nice steps below the process the realtime threads run, so that under CPU
-    /// pressure event delivery waits rather than requests.
+    /// How many nice steps below the process the realtime threads run (Linux), so that when the CPU
+    /// is short, event delivery waits rather than requests. `0` keeps them equal.
     #[arg(long, env = "REALTIME_NICE", default_value_t = 5)]
     pub realtime_nice: i32,
 
-    /// HS256 secret for bearer tokens. Unset: no auth (development only; a warning is logged).
+    /// HS256 secret for bearer tokens, see Auth. Its value is never printed.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<Secret>,
 
-    /// Required `iss` claim, if set.
+    /// If set, tokens must carry this `iss`.
     #[arg(long, env = "JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
 
-    /// Required `aud` claim, if set.
+    /// If set, tokens must carry this `aud`.
     #[arg(long, env = "JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
 
-    /// Socket.IO event sets to emit, comma-separated: `default`, `node`, `flask`.
+    /// Socket.IO event sets, comma-separated: `default`, `node`, `flask`; see Event styles.
     #[arg(
         long,
         env = "EVENT_STYLE",
@@ -278,17 +289,18 @@ pub struct Settings {
     )]
     pub event_style: Vec<EventStyle>,
 
-    /// Socket commands each connection may send per second (burst the same); 0 = unlimited.
+    /// Socket commands per second per connection (burst the same); `0` = unlimited.
     #[arg(long, env = "SOCKET_RATE_LIMIT", default_value_t = 20)]
     pub socket_rate_limit: u32,
 
-    /// REST writes per second each caller may keep up once its burst is spent; 0 = unlimited.
-    /// Who a caller is: REST_RATE_LIMIT_BY.
+    /// REST writes (`POST`, `PUT`, `PATCH`, `DELETE`, `/update_task`) per second a caller may keep
+    /// up once its burst is spent; `0` = unlimited. Over the limit: 429 `rate_limited` with
+    /// `Retry-After`. Reads are not limited. See Rate limits.
     #[arg(long, env = "REST_RATE_LIMIT", default_value_t = 100)]
     pub rest_rate_limit: u32,
 
-    /// REST writes a caller may make at once before REST_RATE_LIMIT applies; large enough that
-    /// a bulk script of one user is not cut off.
+    /// REST writes a caller may make at once before `REST_RATE_LIMIT` applies (at least 1); large
+    /// enough for one user's bulk script.
     #[arg(
         long,
         env = "REST_RATE_BURST",
@@ -297,18 +309,19 @@ pub struct Settings {
     )]
     pub rest_rate_burst: u32,
 
-    /// Who shares one REST write budget: `user` (workspace + token `sub`; nothing is limited
-    /// with auth off) or `ip` (client address, see TRUSTED_PROXIES).
+    /// Who shares one REST write budget: `user` (workspace + token `sub`; with auth off nothing is
+    /// limited) or `ip` (client address, IPv6 by /64).
     #[arg(long, env = "REST_RATE_LIMIT_BY", value_enum, default_value_t = RateLimitBy::User)]
     pub rest_rate_limit_by: RateLimitBy,
 
-    /// Proxies whose forwarding header gives the client address for REST_RATE_LIMIT_BY=ip,
-    /// comma-separated addresses or CIDR ranges. Unset: the peer address is the client.
+    /// Proxies whose forwarding header gives the client address for `REST_RATE_LIMIT_BY=ip`:
+    /// comma-separated addresses or CIDR ranges. Unset: forwarding headers are ignored. An invalid
+    /// entry stops start-up.
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<IpRange>,
 
-    /// The header trusted proxies write the client address into: `x-forwarded-for` or
-    /// `forwarded` (RFC 7239). The other one is ignored.
+    /// The header trusted proxies write the client address into: `x-forwarded-for` or `forwarded`
+    /// (RFC 7239). The other one is never read.
     #[arg(
         long,
         env = "FORWARDED_HEADER",
@@ -317,30 +330,33 @@ pub struct Settings {
     )]
     pub forwarded_header: ForwardedHeader,
 
-    /// Serve the web board at `/` (turn off when embedding taskwire under an app that owns `/`).
+    /// Serve the web board at `/`. Set `false` when embedding taskwire in an app that has its own
+    /// `/`.
     #[arg(long, env = "BOARD", default_value_t = true, action = clap::ArgAction::Set)]
     pub board: bool,
 
-    /// Webhook receivers, comma-separated URLs; each change is POSTed to every one.
+    /// Webhook receivers, comma-separated `http(s)` URLs; every change is POSTed to each.
     #[arg(long, env = "WEBHOOK_URL", value_delimiter = ',')]
     pub webhook_url: Vec<String>,
 
-    /// Webhook signing key in Standard Webhooks form, `whsec_<base64>`.
+    /// Signing key, `whsec_<base64>` (Standard Webhooks). Unset: webhooks go out unsigned, with a
+    /// warning at start-up.
     #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<Secret>,
 
-    /// Longest a webhook request may take, in seconds.
+    /// Longest a webhook request may take; a timeout is retried.
     #[arg(long, env = "WEBHOOK_TIMEOUT_SECONDS", default_value_t = 10)]
     pub webhook_timeout_seconds: u64,
 
-    /// SMTP server for e-mail notifications: `smtps://user:pass@host:465` (TLS),
-    /// `smtp://user:pass@host:587?tls=required` (STARTTLS) or `smtp://host:25` (plain, for a
-    /// local relay). Unset: no e-mail.
+    /// `smtps://user:password@host[:465]` (TLS), `smtp://user:password@host[:587]?tls=required`
+    /// (STARTTLS; `tls=starttls` is the same) or `smtp://host[:25]` (plain, for a local relay);
+    /// user and password percent-encoded. See Notifications.
     #[arg(long, env = "SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<Secret>,
 
-    /// PEM file of CA certificates trusted for the SMTP server besides the system's, for a
-    /// relay with a private CA. Read once at start-up.
+    /// PEM file of CA certificates trusted for the SMTP server besides the system's, for a relay
+    /// with a private CA. Read at start-up; a missing or invalid file stops start-up. Only with a
+    /// TLS `SMTP_URL`.
     #[arg(long, env = "SMTP_CA_FILE")]
     pub smtp_ca_file: Option<std::path::PathBuf>,
 
@@ -352,7 +368,7 @@ pub struct Settings {
     )]
     pub mail_from: String,
 
-    /// Attempts per notification before it is `dead`.
+    /// Attempts before a notification is `dead`.
     #[arg(long, env = "NOTIFY_MAX_ATTEMPTS", default_value_t = 8)]
     pub notify_max_attempts: u32,
 
@@ -360,7 +376,7 @@ pub struct Settings {
     #[arg(long, env = "NOTIFY_CONCURRENCY", default_value_t = 8)]
     pub notify_concurrency: usize,
 
-    /// Waits before retries, in seconds, comma-separated; the last repeats. ±20 % jitter.
+    /// Waits before the 2nd, 3rd, … attempt; the last value repeats; each wait varies by ±20 %.
     #[arg(
         long,
         env = "NOTIFY_BACKOFF_SECONDS",
@@ -369,45 +385,46 @@ pub struct Settings {
     )]
     pub notify_backoff_seconds: Vec<u64>,
 
-    /// Safety-net poll of the outbox, in seconds (commits wake the dispatcher at once).
+    /// Safety-net poll of the outbox; commits wake the dispatcher at once.
     #[arg(long, env = "NOTIFY_POLL_SECONDS", default_value_t = 5)]
     pub notify_poll_seconds: u64,
 
-    /// How long an attempt holds its notification before another may retry it, in seconds.
+    /// How long an attempt holds its notification; if the process dies mid-send, another attempt
+    /// starts after this. At least the webhook timeout + 5 s.
     #[arg(long, env = "NOTIFY_LEASE_SECONDS", default_value_t = 60)]
     pub notify_lease_seconds: u64,
 
-    /// Jobs that run at the same time in this process; more wait in the queue.
+    /// Jobs running at once in this process; more wait in the queue.
     #[arg(long, env = "TASK_MAX_WORKERS", default_value_t = 4)]
     pub task_max_workers: usize,
 
-    /// Longest a job may run before it is stopped as `timed_out`, in seconds.
+    /// A job running longer is stopped as `timed_out`.
     #[arg(long, env = "TASK_TIMEOUT_SECONDS", default_value_t = 300)]
     pub task_timeout_seconds: u64,
 
-    /// How often finished jobs past their retention are removed, in seconds.
+    /// How often finished jobs past their retention are removed.
     #[arg(long, env = "TASK_CLEANUP_INTERVAL_SECONDS", default_value_t = 600)]
     pub task_cleanup_interval_seconds: u64,
 
-    /// How long a finished job and its result file are kept, in seconds.
+    /// How long a finished job and its result file (in the database) are kept.
     #[arg(long, env = "JOB_RETENTION_SECONDS", default_value_t = 86_400)]
     pub job_retention_seconds: u64,
 
-    /// Scratch folder for a running job's result file (exports), which is stored in the
-    /// database once the job succeeds; created if missing, need not be shared.
+    /// Scratch folder where a running job writes its result file (exports) before it is stored in
+    /// the database; created if missing. Files here are unlinked as soon as they are created, so it
+    /// stays empty; processes need not share it.
     #[arg(long, env = "JOB_RESULT_DIR", default_value = "taskwire-results")]
     pub job_result_dir: std::path::PathBuf,
 
-    /// Largest upload accepted by `POST /api/jobs` (imports), in bytes.
+    /// Largest body `POST /api/jobs` accepts (imports), in bytes; larger is 413.
     #[arg(long, env = "JOB_UPLOAD_LIMIT", default_value_t = 33_554_432)]
     pub job_upload_limit: usize,
 
-    /// A running job renews its claim this often; a claim not renewed for three times this
-    /// long means its process died, and the job is marked `interrupted`. In seconds.
+    /// A running job renews its claim this often; three missed renewals mean its process died.
     #[arg(long, env = "JOB_HEARTBEAT_SECONDS", default_value_t = 10)]
     pub job_heartbeat_seconds: u64,
 
-    /// How long a graceful shutdown waits for in-flight work before giving up, in seconds.
+    /// The longest graceful shutdown waits for in-flight work.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 10)]
     pub shutdown_timeout_seconds: u64,
 }
