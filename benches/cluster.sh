@@ -20,7 +20,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 CLIENTS="${CLIENTS:-9000}"
 PROCESSES="${PROCESSES:-3}"
 RATES="${RATES:-5 20}"
-CEILING_RATES="${CEILING_RATES:-40 80}"
+CEILING_RATES="${CEILING_RATES-40 80}"
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-20}"
 WARMUP="${WARMUP:-10}"
 NICE="${NICE:--10}"
@@ -106,6 +106,13 @@ measure() {
   sleep 1.5 # Postgres publishes its counters with a short delay
   r1="$(redis_commands)"; p1="$(pg_transactions)"
   cat "$TMP/summary.txt" >&2
+  local i
+  for i in $(seq 1 "$n"); do
+    if ! kill -0 "${PIDS[$((i - 1))]}" 2>/dev/null; then
+      echo "process $i exited during the run; its stderr:" >&2
+      tail -20 "$TMP/server-$i.err" >&2
+    fi
+  done
   # Per update, over everything the run sent (warm-up and the run's own task included).
   python3 - "$TMP/run.json" "$RESULTS/$name.json" "$n" $((r1 - r0)) $((p1 - p0)) $((updates + WARMUP + 1)) <<'PY'
 import json, sys
