@@ -19,7 +19,7 @@ RECORD_SECONDS="${RECORD_SECONDS:-15}"
 RESULTS="$ROOT/benches/results"
 mkdir -p "$RESULTS"
 
-cargo build --release --quiet --bin taskwire --example loadgen
+cargo build --release --quiet --bin taskwire --bin loadgen
 ulimit -n "$(ulimit -Hn)"
 # As in run.sh: priority over parallel builds on the machine (see there).
 NICE="${NICE:--10}"
@@ -42,7 +42,7 @@ for _ in $(seq 1 100); do grep -q "listening on" "$TMP/server.out" && break; sle
 # Updates start once every client is connected and has seen the run's task; the ramp of
 # 10 000 clients takes a few seconds, so recording starts after it.
 UPDATES=$((RATE * (RECORD_SECONDS + 15)))
-nice -n "$NICE" taskset -c 1 "$CARGO_TARGET_DIR/release/examples/loadgen" --url http://127.0.0.1:5070 \
+nice -n "$NICE" taskset -c 1 "$CARGO_TARGET_DIR/release/loadgen" --url http://127.0.0.1:5070 \
   --clients "$CLIENTS" --updates "$UPDATES" --rate "$RATE" --server-pid "$SERVER_PID" \
   --label taskwire-profiled --duration 180 --json >"$TMP/report.json" 2>"$TMP/summary.txt" &
 LOADGEN_PID=$!

@@ -31,7 +31,7 @@ for _ in $(seq 1 100); do
 done
 [[ -n "$URL" ]] || { echo "taskwire did not start" >&2; cat "$TMP/server.err" >&2; exit 1; }
 
-cargo run --quiet --example loadgen -- --url "$URL" --clients 50 --updates 20 --rate 20 \
+cargo run --quiet -p taskwire-tools --bin loadgen -- --url "$URL" --clients 50 --updates 20 --rate 20 \
   --drain 5 --duration 20 --server-pid "$SERVER_PID" --label smoke --json --fail-on-loss \
   >"$TMP/report.json"
 # Check the JSON itself too, so a report that stops carrying these fields fails loudly.

@@ -17,9 +17,9 @@ stop_server() {
 # Builds the release server and load generator once.
 build_release() {
   echo "==> building release taskwire and the load generator" >&2
-  cargo build --release --quiet --bin taskwire --example loadgen
+  cargo build --release --quiet --bin taskwire --bin loadgen
   TASKWIRE="$CARGO_TARGET_DIR/release/taskwire"
-  LOADGEN="$CARGO_TARGET_DIR/release/examples/loadgen"
+  LOADGEN="$CARGO_TARGET_DIR/release/loadgen"
 }
 
 AWAKE_PIDS=()

@@ -5,8 +5,8 @@
 //! Run against a server on 127.0.0.1:5000:
 //!
 //! ```sh
-//! cargo run --release --example loadgen -- --clients 1000 --updates 100 --rate 5
-//! cargo run --release --example loadgen -- --clients 50 --updates 20 --rate 20 --json --fail-on-loss
+//! cargo run --release -p taskwire-tools --bin loadgen -- --clients 1000 --updates 100 --rate 5
+//! cargo run --release -p taskwire-tools --bin loadgen -- --clients 50 --updates 20 --rate 20 --json --fail-on-loss
 //! ```
 //!
 //! With `--server-pid` it also reads the server's RSS and CPU time from `/proc`. It stops by
@@ -32,11 +32,9 @@ use tokio::sync::mpsc;
 use tokio::task::LocalSet;
 use tokio_util::sync::CancellationToken;
 
-#[path = "support/stall_probe.rs"]
-mod stall_probe;
-use stall_probe::StallProbe;
+use taskwire_tools::stall_probe::{self, StallProbe};
 
-/// A probe wake-up this late means a CPU was frozen (see `support/stall_probe.rs`).
+/// A probe wake-up this late means a CPU was frozen (see `tools/src/stall_probe.rs`).
 const FREEZE: Duration = Duration::from_millis(10);
 
 /// Command line of the load generator.

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::stall_probe::{Policy, online_cpus, pin};
+use crate::stall_probe::{Policy, online_cpus, pin};
 
 /// The running spinners; they stop when this is dropped.
 pub struct KeepAwake {

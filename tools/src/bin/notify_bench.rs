@@ -6,11 +6,11 @@
 //! the rounds, since the p99 of one 10-second run is only its 20th-slowest request), the ratio
 //! of their p99s, and the outbox backlog left by the slow receiver with its drain rate.
 //!
-//! A stall probe (`support/stall_probe.rs`) notes when the machine itself froze (a virtual CPU
+//! A stall probe (`tools/src/stall_probe.rs`) notes when the machine itself froze (a virtual CPU
 //! descheduled by the host); figures are printed as measured and, beside them, without the
 //! requests that were in flight during a freeze, since no server can answer while frozen.
 //!
-//! Run: `cargo run --release --example notify_bench` (add `-- --json` for one JSON object,
+//! Run: `cargo run --release -p taskwire-tools --bin notify_bench` (add `-- --json` for one JSON object,
 //! `-- --help` for the knobs). Loopback only; bounded in time (about rounds × 2 × seconds + drain).
 
 use std::net::SocketAddr;
@@ -26,12 +26,8 @@ use taskwire::store::Store;
 use taskwire::{Application, Settings};
 use tokio::sync::{Semaphore, oneshot};
 
-#[path = "support/keep_awake.rs"]
-mod keep_awake;
-#[path = "support/stall_probe.rs"]
-mod stall_probe;
-use keep_awake::KeepAwake;
-use stall_probe::{StallProbe, Totals};
+use taskwire_tools::keep_awake::KeepAwake;
+use taskwire_tools::stall_probe::{StallProbe, Totals};
 
 /// Nanoseconds on the benchmark's time line, shared with the stall probe.
 fn now_ns() -> u64 {
