@@ -6,11 +6,11 @@ use std::time::Duration;
 use std::fmt::Write as _;
 
 use axum::Router;
-use axum::{Extension, Json};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::{Extension, Json};
 use engineioxide::{SessionCloser, SessionCounts};
 use serde_json::{Value, json};
 

@@ -595,8 +595,7 @@ mod flusher_tests {
             assert!(start.elapsed() < WAIT, "the connection never drained");
             tokio::task::yield_now().await;
         }
-        conn.send(packet(sent), false)
-            .expect("room once drained");
+        conn.send(packet(sent), false).expect("room once drained");
         assert_eq!(next_seq(&mut ws).await, sent);
     }
 
@@ -633,7 +632,10 @@ mod flusher_tests {
             }
             assert_eq!(next_seq(&mut slow_ws).await, expected);
         }
-        assert!(refusals > 0, "the reader was never slow enough to refuse a packet");
+        assert!(
+            refusals > 0,
+            "the reader was never slow enough to refuse a packet"
+        );
     }
 
     #[tokio::test]
