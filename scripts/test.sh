@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: formatting, lints, Rust unit + integration tests (on
-# SQLite and on the Postgres at 127.0.0.1:5432), then the client-compatibility suites with the
+# The whole test suite, as CI runs it: the engine.io fork check, formatting, lints, Rust unit
+# + integration tests (on SQLite and on the Postgres at 127.0.0.1:5432), then the client-compatibility suites with the
 # real socket.io clients from npm and PyPI. Installs what those need (npm ci, a Python venv).
 #
 #   scripts/test.sh
@@ -10,6 +10,10 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+
+# First: everything below is meaningless if socketioxide silently left the patched engine.io.
+echo "==> engine.io fork in use (scripts/check-engineio-fork.sh)" >&2
+scripts/check-engineio-fork.sh
 
 echo "==> cargo fmt --check" >&2
 cargo fmt --all -- --check

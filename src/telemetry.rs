@@ -29,6 +29,10 @@ pub mod metric {
     pub const EVENTS_REPLAYED: &str = "taskwire_events_replayed_total";
     /// Counter of clients told to resync because their position was pruned, by `transport`.
     pub const RESYNCS: &str = "taskwire_resync_required_total";
+    /// Gauge of open engine.io sessions by `transport` and `write_path` (`direct`: framed
+    /// straight into the connection by the vendored engine.io's flusher; `queue`: a packet
+    /// queue and a writer task per session). Rendered per app at scrape time.
+    pub const ENGINEIO_SESSIONS: &str = "taskwire_engineio_sessions";
     /// Gauge of open SSE streams.
     pub const SSE_STREAMS: &str = "taskwire_sse_streams";
     /// Counter of events pruned from the replay log.

@@ -3,12 +3,15 @@
 
 use std::time::Duration;
 
-use axum::Json;
+use std::fmt::Write as _;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::{Extension, Json};
+use engineioxide::{SessionCloser, SessionCounts};
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -62,12 +65,41 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>> {
     ))
 }
 
-async fn metrics() -> impl IntoResponse {
+async fn metrics(Extension(sessions): Extension<SessionCloser>) -> impl IntoResponse {
+    let mut text = telemetry::prometheus().render();
+    render_sessions(&mut text, sessions.count_sessions());
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        telemetry::prometheus().render(),
+        text,
     )
+}
+
+/// Appends this app's engine.io sessions by write path. Written from the app's own engine
+/// rather than through the process-wide recorder, which several apps in one process share.
+/// A WebSocket session counted under `write_path="queue"` means the direct write path of the
+/// vendored engine.io was not taken (see `vendor/engineioxide/PATCHES.md`).
+fn render_sessions(text: &mut String, counts: SessionCounts) {
+    let name = telemetry::metric::ENGINEIO_SESSIONS;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let rows = [
+        ("polling", "queue", counts.polling),
+        ("websocket", "queue", counts.websocket_queued),
+        ("websocket", "direct", counts.websocket_direct),
+    ];
+    // Writing to a String cannot fail.
+    let _ = writeln!(
+        text,
+        "# HELP {name} Open engine.io sessions by transport and write path.\n# TYPE {name} gauge"
+    );
+    for (transport, write_path, count) in rows {
+        let _ = writeln!(
+            text,
+            "{name}{{transport=\"{transport}\",write_path=\"{write_path}\"}} {count}"
+        );
+    }
 }

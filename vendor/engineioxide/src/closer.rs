@@ -8,6 +8,10 @@
 //! A [`SessionCloser`] placed in the extensions of the requests the engine serves (for
 //! example with `axum::Extension`) is found by the engine, which attaches itself to it on the
 //! first request; [`SessionCloser::close_all`] then ends every session of the attached engine.
+//!
+//! The same handle reports how the attached engines' sessions are written
+//! ([`SessionCloser::count_sessions`]), so the application can see, and test, that WebSocket
+//! sessions take the direct write path of `transport/direct.rs`.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -16,6 +20,29 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 pub(crate) trait CloseSessions: Send + Sync {
     /// Ends every session and refuses new ones; returns how many sessions were ended.
     fn close_sessions(&self) -> usize;
+    /// The open sessions by transport and write path.
+    fn count_sessions(&self) -> SessionCounts;
+}
+
+/// Open engine.io sessions by transport and by the way their packets are written.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SessionCounts {
+    /// Sessions on HTTP long-polling, including those in the middle of a WebSocket upgrade.
+    pub polling: usize,
+    /// WebSocket sessions written through a packet queue and a writer task of their own:
+    /// upgrades from polling, Engine.IO v3, and streams other than a plain `TcpStream`.
+    pub websocket_queued: usize,
+    /// WebSocket sessions whose packets are framed straight into the connection's buffer and
+    /// written by the engine's flusher (see `PATCHES.md`, patch 2).
+    pub websocket_direct: usize,
+}
+
+impl std::ops::AddAssign for SessionCounts {
+    fn add_assign(&mut self, other: Self) {
+        self.polling += other.polling;
+        self.websocket_queued += other.websocket_queued;
+        self.websocket_direct += other.websocket_direct;
+    }
 }
 
 /// Ends every engine.io session of the engines that served a request carrying it in its
@@ -52,6 +79,21 @@ impl SessionCloser {
             .filter_map(Weak::upgrade)
             .map(|engine| engine.close_sessions())
             .sum()
+    }
+
+    /// The open sessions of the attached engines, by transport and write path. An engine
+    /// attaches on the first request carrying this closer; before that, and after
+    /// [`SessionCloser::close_all`], it is not counted.
+    pub fn count_sessions(&self) -> SessionCounts {
+        let engines: Vec<_> = {
+            let state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            state.engines.iter().filter_map(Weak::upgrade).collect()
+        };
+        let mut counts = SessionCounts::default();
+        for engine in engines {
+            counts += engine.count_sessions();
+        }
+        counts
     }
 
     /// Whether [`SessionCloser::close_all`] was called.

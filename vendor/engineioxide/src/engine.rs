@@ -12,7 +12,7 @@ use http::request::Parts;
 use engineioxide_core::Packet;
 
 use crate::{
-    closer::{CloseSessions, SessionCloser},
+    closer::{CloseSessions, SessionCloser, SessionCounts},
     config::EngineIoConfig,
     handler::EngineIoHandler,
     socket::{DisconnectReason, Socket},
@@ -183,6 +183,21 @@ impl<H: EngineIoHandler> CloseSessions for EngineIo<H> {
             socket.close(DisconnectReason::ClosingServer);
         }
         sockets.len()
+    }
+
+    fn count_sessions(&self) -> SessionCounts {
+        let sockets = self.sockets.read().unwrap();
+        let mut counts = SessionCounts::default();
+        for socket in sockets.values() {
+            if socket.direct.is_some() {
+                counts.websocket_direct += 1;
+            } else if socket.is_ws() {
+                counts.websocket_queued += 1;
+            } else {
+                counts.polling += 1;
+            }
+        }
+        counts
     }
 }
 

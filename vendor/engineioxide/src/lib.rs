@@ -2,7 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc = include_str!("../README.md")]
 
-pub use closer::SessionCloser;
+pub use closer::{SessionCloser, SessionCounts};
 pub use engineioxide_core::{ProtocolVersion, Str, TransportType};
 pub use socket::{DisconnectReason, Socket};
 

@@ -462,3 +462,234 @@ mod tests {
         assert_eq!(buf, [0x81, 1, b'2', 0x82, 2, 1, 2]);
     }
 }
+
+/// The flusher over real loopback TCP connections: a peer that does not read until the
+/// kernel's buffers are full, a slow reader, and the end of a session with frames pending.
+#[cfg(test)]
+mod flusher_tests {
+    use futures_util::StreamExt;
+    use smallvec::smallvec;
+    use socket2::SockRef;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    use super::*;
+
+    /// `max_buffer_size` of the connections under test.
+    const CAPACITY: usize = 16;
+    /// Payload of each test packet: a few of them fill small kernel buffers.
+    const PAD: usize = 4096;
+    /// How long a test waits for something that should happen at once.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// A server-side [`Conn`] and the client end of a real loopback connection, with small
+    /// kernel buffers so that backpressure sets in after a few dozen packets.
+    async fn pair(flusher: &Arc<Flusher>) -> (Arc<Conn>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        SockRef::from(&server)
+            .set_send_buffer_size(16 * 1024)
+            .unwrap();
+        SockRef::from(&client)
+            .set_recv_buffer_size(16 * 1024)
+            .unwrap();
+        (Conn::new(server, flusher.clone(), CAPACITY), client)
+    }
+
+    /// Packet number `seq`: `4{seq}:` and padding, so the reader can check order and loss.
+    fn packet(seq: usize) -> PacketBuf {
+        smallvec![Packet::Message(format!("{seq}:{}", "x".repeat(PAD)).into())]
+    }
+
+    fn state(conn: &Conn) -> Flush {
+        conn.out().flush
+    }
+
+    /// Waits until the flusher has dealt with `conn`: written out, or waiting for room.
+    async fn settle(conn: &Conn) {
+        let start = tokio::time::Instant::now();
+        while state(conn) == Flush::Scheduled {
+            assert!(start.elapsed() < WAIT, "the flusher never ran");
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Sends packets 0, 1, … one at a time, each written before the next, until the kernel
+    /// refuses more because the client does not read. Returns how many were sent; the last
+    /// one is (at least partly) still in the connection's buffer.
+    async fn fill_kernel(conn: &Arc<Conn>) -> usize {
+        let mut sent = 0;
+        loop {
+            conn.send(packet(sent), false)
+                .expect("room while the kernel takes every packet");
+            sent += 1;
+            settle(conn).await;
+            if state(conn) == Flush::WaitingWritable {
+                return sent;
+            }
+            assert!(sent < 10_000, "the kernel buffers never filled");
+        }
+    }
+
+    async fn client(tcp: TcpStream) -> WebSocketStream<TcpStream> {
+        WebSocketStream::from_raw_socket(tcp, Role::Client, None).await
+    }
+
+    /// The sequence number of the next message, which must be a packet made by [`packet`].
+    async fn next_seq(ws: &mut WebSocketStream<TcpStream>) -> usize {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("the next frame arrives")
+            .expect("the stream is open")
+            .expect("a well-formed frame");
+        let text = msg.to_text().expect("a text frame");
+        let (seq, pad) = text
+            .strip_prefix('4')
+            .and_then(|t| t.split_once(':'))
+            .unwrap_or_else(|| panic!("not a test packet: {:.40}", text));
+        assert_eq!(pad.len(), PAD, "packet {seq} arrived cut");
+        seq.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn under_backpressure_everything_accepted_arrives_in_order_and_the_rest_is_refused() {
+        let flusher = Arc::new(Flusher::default());
+        let (conn, tcp) = pair(&flusher).await;
+
+        let first_waiting = fill_kernel(&conn).await - 1;
+        // No await from here on: the task waiting for room cannot run, so what is accepted
+        // is exactly what waits in the connection's buffer.
+        let mut sent = first_waiting + 1;
+        let refused = loop {
+            match conn.send(packet(sent), false) {
+                Ok(()) => sent += 1,
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(refused, TrySendError::Full(_)), "{refused:?}");
+        assert_eq!(
+            sent - first_waiting,
+            CAPACITY,
+            "max_buffer_size packets may wait unwritten, not more and not fewer"
+        );
+        assert!(
+            matches!(conn.try_reserve(), Err(TrySendError::Full(()))),
+            "a reservation needs room too"
+        );
+
+        // The client starts reading: every accepted packet arrives once, in order, and the
+        // refused one never does.
+        let mut ws = client(tcp).await;
+        for expected in 0..sent {
+            assert_eq!(next_seq(&mut ws).await, expected);
+        }
+        // Drained, the connection takes packets again.
+        let start = tokio::time::Instant::now();
+        while state(&conn) != Flush::Idle {
+            assert!(start.elapsed() < WAIT, "the connection never drained");
+            tokio::task::yield_now().await;
+        }
+        conn.send(packet(sent), false).expect("room once drained");
+        assert_eq!(next_seq(&mut ws).await, sent);
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_gets_everything_in_order_and_holds_up_no_other_connection() {
+        let flusher = Arc::new(Flusher::default());
+        let (slow, slow_tcp) = pair(&flusher).await;
+        let (fast, fast_tcp) = pair(&flusher).await;
+
+        let mut next_send = fill_kernel(&slow).await;
+
+        // The flusher serves the other connection while the slow one cannot take more.
+        let mut fast_ws = client(fast_tcp).await;
+        for seq in 0..50 {
+            fast.send(packet(seq), false).unwrap();
+            assert_eq!(next_seq(&mut fast_ws).await, seq);
+        }
+
+        // The slow reader takes one frame at a time while the sender keeps offering more,
+        // retrying what was refused: nothing is lost or reordered.
+        let total = next_send + 200;
+        let mut refusals = 0;
+        let mut slow_ws = client(slow_tcp).await;
+        for expected in 0..total {
+            while next_send < total {
+                match slow.send(packet(next_send), false) {
+                    Ok(()) => next_send += 1,
+                    Err(TrySendError::Full(_)) => {
+                        refusals += 1;
+                        break;
+                    }
+                    Err(e) => panic!("the connection closed: {e:?}"),
+                }
+            }
+            assert_eq!(next_seq(&mut slow_ws).await, expected);
+        }
+        assert!(
+            refusals > 0,
+            "the reader was never slow enough to refuse a packet"
+        );
+    }
+
+    #[tokio::test]
+    async fn finishing_with_frames_pending_writes_them_then_a_close_frame() {
+        let flusher = Arc::new(Flusher::default());
+        let (conn, tcp) = pair(&flusher).await;
+
+        let mut sent = fill_kernel(&conn).await;
+        while conn.send(packet(sent), false).is_ok() {
+            sent += 1;
+        }
+
+        // The client reads everything up to the close frame and then the end of the stream.
+        let reader = tokio::spawn(async move {
+            let mut ws = client(tcp).await;
+            for expected in 0..sent {
+                assert_eq!(next_seq(&mut ws).await, expected);
+            }
+            let close = tokio::time::timeout(WAIT, ws.next()).await.unwrap();
+            assert!(matches!(close, Some(Ok(Message::Close(None)))), "{close:?}");
+            let end = tokio::time::timeout(WAIT, ws.next()).await.unwrap();
+            assert!(end.is_none(), "{end:?}");
+        });
+        tokio::time::timeout(WAIT, conn.finish(true))
+            .await
+            .expect("finish returns once everything is written");
+        assert!(matches!(
+            conn.send(packet(sent), false),
+            Err(TrySendError::Closed(_))
+        ));
+        assert!(matches!(conn.try_reserve(), Err(TrySendError::Closed(()))));
+        reader.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn finishing_with_a_peer_that_never_reads_gives_up_after_the_timeout() {
+        let flusher = Arc::new(Flusher::default());
+        let (conn, mut tcp) = pair(&flusher).await;
+        let mut sent = fill_kernel(&conn).await;
+        while conn.send(packet(sent), false).is_ok() {
+            sent += 1;
+        }
+
+        let start = tokio::time::Instant::now();
+        conn.finish(true).await;
+        assert!(start.elapsed() >= CLOSE_FLUSH_TIMEOUT);
+
+        // The socket was shut down: the client reads what the kernel held, then the end.
+        let mut received = Vec::new();
+        tcp.read_to_end(&mut received).await.unwrap();
+        let all = sent * (PAD + 10);
+        assert!(
+            received.len() < all,
+            "the pending frames cannot all have been written"
+        );
+    }
+}
