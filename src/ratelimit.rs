@@ -55,10 +55,7 @@ impl KeyedLimit {
     /// unlimited, `burst` 0 = the same as `per_second`.
     pub fn new(per_second: u32, burst: u32) -> Self {
         KeyedLimit {
-            limiter: NonZeroU32::new(per_second).map(|rate| {
-                let burst = NonZeroU32::new(burst).unwrap_or(rate);
-                governor::RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
-            }),
+            limiter: quota(per_second, burst).map(governor::RateLimiter::keyed),
             checks: AtomicU64::new(0),
         }
     }
@@ -100,12 +97,7 @@ impl ConnectionLimit {
     /// unlimited, `burst` 0 = the same as `per_second`.
     pub fn new(per_second: u32, burst: u32) -> Self {
         ConnectionLimit {
-            limiter: NonZeroU32::new(per_second).map(|rate| {
-                let burst = NonZeroU32::new(burst).unwrap_or(rate);
-                Arc::new(governor::RateLimiter::direct(
-                    Quota::per_second(rate).allow_burst(burst),
-                ))
-            }),
+            limiter: quota(per_second, burst).map(|q| Arc::new(governor::RateLimiter::direct(q))),
         }
     }
 
@@ -118,6 +110,12 @@ impl ConnectionLimit {
             retry_after: wait(not_until.wait_time_from(DefaultClock::default().now())),
         })
     }
+}
+
+/// The bucket of both limits: `None` (unlimited) for a rate of 0, a burst of 0 = the rate.
+fn quota(per_second: u32, burst: u32) -> Option<Quota> {
+    let rate = NonZeroU32::new(per_second)?;
+    Some(Quota::per_second(rate).allow_burst(NonZeroU32::new(burst).unwrap_or(rate)))
 }
 
 /// Retry-After is in whole seconds; never tell a client to retry at once.
