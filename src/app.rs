@@ -171,6 +171,7 @@ impl Taskwire {
                 auth: auth.clone(),
                 presence: presence.clone(),
                 commands_per_second: settings.socket_rate_limit,
+                command_burst: settings.socket_rate_burst,
             },
         );
         let rest_limit = Arc::new(KeyedLimit::new(

@@ -289,9 +289,20 @@ pub struct Settings {
     )]
     pub event_style: Vec<EventStyle>,
 
-    /// Socket commands per second per connection (burst the same); `0` = unlimited.
+    /// Socket commands per second each connection may keep up once its burst is spent; `0` =
+    /// unlimited. Over the limit a command gets a `rate_limited` ack and is not run.
     #[arg(long, env = "SOCKET_RATE_LIMIT", default_value_t = 20)]
     pub socket_rate_limit: u32,
+
+    /// Socket commands a connection may send at once before `SOCKET_RATE_LIMIT` applies (at
+    /// least 1); large enough for a tab that joins or moves a couple of hundred tasks at once.
+    #[arg(
+        long,
+        env = "SOCKET_RATE_BURST",
+        default_value_t = 200,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub socket_rate_burst: u32,
 
     /// REST writes (`POST`, `PUT`, `PATCH`, `DELETE`, `/update_task`) per second a caller may keep
     /// up once its burst is spent; `0` = unlimited. Over the limit: 429 `rate_limited` with
@@ -577,6 +588,14 @@ mod tests {
     #[test]
     fn a_zero_burst_is_refused() {
         assert!(Cli::try_parse_from(["taskwire", "--rest-rate-burst", "0"]).is_err());
+        assert!(Cli::try_parse_from(["taskwire", "--socket-rate-burst", "0"]).is_err());
+    }
+
+    #[test]
+    fn socket_limits_default_to_a_burst_for_bulk_moves() {
+        let s = Settings::defaults();
+        assert_eq!(s.socket_rate_limit, 20);
+        assert_eq!(s.socket_rate_burst, 200);
     }
 
     #[test]

@@ -55,10 +55,7 @@ impl KeyedLimit {
     /// unlimited, `burst` 0 = the same as `per_second`.
     pub fn new(per_second: u32, burst: u32) -> Self {
         KeyedLimit {
-            limiter: NonZeroU32::new(per_second).map(|rate| {
-                let burst = NonZeroU32::new(burst).unwrap_or(rate);
-                governor::RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
-            }),
+            limiter: quota(per_second, burst).map(governor::RateLimiter::keyed),
             checks: AtomicU64::new(0),
         }
     }
@@ -96,11 +93,11 @@ pub struct ConnectionLimit {
 }
 
 impl ConnectionLimit {
-    /// `per_second` commands per second with a burst of the same size; 0 = unlimited.
-    pub fn per_second(per_second: u32) -> Self {
+    /// `per_second` commands per second once a burst of `burst` is spent; `per_second` 0 =
+    /// unlimited, `burst` 0 = the same as `per_second`.
+    pub fn new(per_second: u32, burst: u32) -> Self {
         ConnectionLimit {
-            limiter: NonZeroU32::new(per_second)
-                .map(|n| Arc::new(governor::RateLimiter::direct(Quota::per_second(n)))),
+            limiter: quota(per_second, burst).map(|q| Arc::new(governor::RateLimiter::direct(q))),
         }
     }
 
@@ -113,6 +110,12 @@ impl ConnectionLimit {
             retry_after: wait(not_until.wait_time_from(DefaultClock::default().now())),
         })
     }
+}
+
+/// The bucket of both limits: `None` (unlimited) for a rate of 0, a burst of 0 = the rate.
+fn quota(per_second: u32, burst: u32) -> Option<Quota> {
+    let rate = NonZeroU32::new(per_second)?;
+    Some(Quota::per_second(rate).allow_burst(NonZeroU32::new(burst).unwrap_or(rate)))
 }
 
 /// Retry-After is in whole seconds; never tell a client to retry at once.
@@ -184,7 +187,7 @@ mod tests {
     #[test]
     fn zero_means_unlimited() {
         let limit = KeyedLimit::per_second(0);
-        let conn = ConnectionLimit::per_second(0);
+        let conn = ConnectionLimit::new(0, 5);
         assert!(!limit.is_on());
         for _ in 0..10_000 {
             limit.check(&user("a")).unwrap();
@@ -194,9 +197,22 @@ mod tests {
 
     #[test]
     fn a_connection_limit_refuses_past_its_burst() {
-        let conn = ConnectionLimit::per_second(2);
+        let conn = ConnectionLimit::new(2, 0);
         conn.check().unwrap();
         conn.check().unwrap();
         assert!(conn.check().is_err());
+    }
+
+    #[test]
+    fn a_connection_burst_can_be_larger_than_the_rate() {
+        let conn = ConnectionLimit::new(2, 50);
+        for i in 0..50 {
+            conn.check()
+                .unwrap_or_else(|e| panic!("command {i} of the burst: {e}"));
+        }
+        assert!(matches!(
+            conn.check(),
+            Err(Error::RateLimited { retry_after }) if retry_after >= Duration::from_secs(1)
+        ));
     }
 }

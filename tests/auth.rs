@@ -626,6 +626,7 @@ async fn rate_limits_answer_429_and_rate_limited_acks(backend: Backend) {
         s.rest_rate_limit = 3;
         s.rest_rate_burst = 3;
         s.socket_rate_limit = 3;
+        s.socket_rate_burst = 3;
     })
     .await;
     let (alice, bob) = (token("alice", "acme"), token("bob", "acme"));

@@ -1,11 +1,12 @@
-// Rate limits as a misbehaving browser tab or script meets them: SOCKET_RATE_LIMIT=5 (commands
-// per second per connection, burst 5) and REST_RATE_LIMIT=5 with REST_RATE_BURST=5 (writes per
-// second per user with auth; per client address only with REST_RATE_LIMIT_BY=ip). Over the
-// limit a socket command gets the ack `{ok: false, error: {code: "rate_limited"}}` and changes
-// nothing, the connection stays usable; a REST write gets 429 JSON `rate_limited` with
-// `Retry-After` (whole seconds, >= 1) and changes nothing. Other connections / users / client
-// addresses are not affected, reads are not limited. (The defaults, which never limit an
-// ordinary script, are checked through the binary in tests/rate_limits.rs.)
+// Rate limits as a misbehaving browser tab or script meets them: SOCKET_RATE_LIMIT=5 with
+// SOCKET_RATE_BURST=5 (commands per second per connection) and REST_RATE_LIMIT=5 with
+// REST_RATE_BURST=5 (writes per second per user with auth; per client address only with
+// REST_RATE_LIMIT_BY=ip). Over the limit a socket command gets the ack `{ok: false, error:
+// {code: "rate_limited"}}` and changes nothing, the connection stays usable; a REST write gets
+// 429 JSON `rate_limited` with `Retry-After` (whole seconds, >= 1) and changes nothing. Other
+// connections / users / client addresses are not affected, reads are not limited. With the
+// defaults an ordinary tab is never refused (first suite; the REST defaults are checked through
+// the binary in tests/rate_limits.rs).
 
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -50,6 +51,44 @@ function assert429(r, where) {
   return Number(ra);
 }
 
+describe('default settings (no rate-limit settings at all)', () => {
+  let srv;
+
+  before(async () => {
+    // `undefined` leaves the variable out of the server's environment, so it runs with the
+    // defaults users get (server.mjs otherwise turns the limits off for the other suites).
+    srv = await startServer({ env: { SOCKET_RATE_LIMIT: undefined, REST_RATE_LIMIT: undefined } });
+  });
+  after(async () => {
+    closeAll(sockets.splice(0));
+    await srv?.stop();
+  });
+
+  test('a tab that joins the rooms of 100 tasks and moves all 100 at once is never refused', { timeout: 30_000 }, async () => {
+    const api = rest(srv.url);
+    const tasks = [];
+    for (let i = 0; i < 100; i += 1) tasks.push(await api.createTask({ title: uniqueTitle(`board ${i}`) }));
+    const tab = await connectV4Recorded(srv.url, { transports: ['websocket'] }, 'board tab');
+    sockets.push(tab.socket);
+
+    // What a board does on (re)connect and on "select all, move to done": one command per
+    // task, sent at once, as Node and Flask backends let clients do.
+    const joins = await Promise.all(tasks.map((t) => emitAck(tab.socket, 'join-task', [t.id], 15_000)));
+    const moves = await Promise.all(tasks.map((t) => emitAck(tab.socket, 'update_task', [{ id: t.id, status: 'completed' }], 15_000)));
+    const refused = [...joins, ...moves].filter((a) => a[0]?.ok !== true);
+    assert.equal(refused.length, 0, `${refused.length} of 200 commands refused with default settings: ${JSON.stringify(refused[0])}`);
+    const done = await api.listTasks({ status: 'completed', limit: 1 });
+    assert.equal(done.headers.get('x-total-count'), '100', 'every move applied');
+
+    // The default limit still stops a flood: 300 more at once outrun the burst and 20/s.
+    const flood = await Promise.all(Array.from({ length: 300 }, (_, i) => emitAck(tab.socket, 'update_task', [{ id: tasks[i % 100].id, description: `flood ${i}` }], 15_000)));
+    const [, limited] = splitAcks(flood, 'flood past the default burst');
+    assert.ok(limited.length >= 1, 'a flood past the default burst was never limited');
+    assert.equal(tab.socket.connected, true, 'still connected after being limited');
+    closeAll([tab.socket]);
+  });
+});
+
 describe('with JWT (limits per connection and per user)', () => {
   let srv;
   let api;
@@ -57,7 +96,7 @@ describe('with JWT (limits per connection and per user)', () => {
   const as = (user) => (method, path, body) => api.request(method, path, { headers: bearer(tok[user]), ...(body === undefined ? {} : { body }) });
 
   before(async () => {
-    srv = await startServer({ env: { JWT_SECRET: SECRET, SOCKET_RATE_LIMIT: String(LIMIT), REST_RATE_LIMIT: String(LIMIT), REST_RATE_BURST: String(LIMIT) } });
+    srv = await startServer({ env: { JWT_SECRET: SECRET, SOCKET_RATE_LIMIT: String(LIMIT), SOCKET_RATE_BURST: String(LIMIT), REST_RATE_LIMIT: String(LIMIT), REST_RATE_BURST: String(LIMIT) } });
     api = rest(srv.url);
     for (const u of ['setup', 'sam', 'alice', 'bob']) tok[u] = signToken({ sub: u, workspace: 'acme' }, { secret: SECRET });
   });

@@ -45,8 +45,10 @@ pub struct SocketContext {
     pub auth: Arc<Authenticator>,
     /// Who is connected, for the presence endpoints and events.
     pub presence: Arc<Presence>,
-    /// Commands per second each connection may send (0 = unlimited).
+    /// Commands per second each connection may keep up (0 = unlimited).
     pub commands_per_second: u32,
+    /// Commands a connection may send at once before `commands_per_second` applies.
+    pub command_burst: u32,
 }
 
 /// One socket's view: the shared context, who it is, and its command budget.
@@ -101,7 +103,7 @@ fn admit(socket: &SocketRef, auth: Option<&Value>, ctx: SocketContext) -> Result
         .connect(socket.id.as_str(), &actor.workspace, user);
     // Shared by the socket's two handlers rather than copied into each.
     let conn = Arc::new(Connection {
-        limit: ConnectionLimit::per_second(ctx.commands_per_second),
+        limit: ConnectionLimit::new(ctx.commands_per_second, ctx.command_burst),
         ctx,
         actor,
     });
