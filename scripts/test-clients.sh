@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Client-compatibility suite: real socket.io clients (npm socket.io-client 4.x and 2.x,
-# ngx-socket-io + RxJS, python-socketio) against the taskwire binary.
+# ngx-socket-io + RxJS, python-socketio) against the taskwire binary; three processes on
+# Postgres + Redis behind nginx (cluster.test.mjs).
 #
 #   scripts/test-clients.sh                       # builds target/debug/taskwire first
 #   TASKWIRE_BIN=target/release/taskwire scripts/test-clients.sh   # use an existing binary
@@ -12,6 +13,18 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 source "$ROOT/scripts/lib/taskwire-bin.sh"
+
+# The multi-process suite puts Debian's nginx in front of three processes (examples/cluster).
+if ! command -v nginx >/dev/null; then
+  echo "==> apt-get install nginx-light" >&2
+  SUDO=()
+  if [[ $(id -u) -ne 0 ]]; then SUDO=(sudo); fi
+  "${SUDO[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq nginx-light >/dev/null
+fi
+for tool in nginx redis-server psql; do
+  command -v "$tool" >/dev/null || { echo "test-clients: $tool is required (multi-process suite)" >&2; exit 1; }
+done
 
 echo "==> npm ci (tests/clients)" >&2
 (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
