@@ -19,7 +19,7 @@ RECORD_SECONDS="${RECORD_SECONDS:-15}"
 RESULTS="$ROOT/benches/results"
 mkdir -p "$RESULTS"
 
-cargo build --release --quiet --bin taskwire --bin loadgen
+cargo build --release --quiet -p taskwire --bin taskwire -p taskwire-tools --bin loadgen
 ulimit -n "$(ulimit -Hn)"
 # As in run.sh: priority over parallel builds on the machine (see there).
 NICE="${NICE:--10}"

@@ -17,7 +17,7 @@ stop_server() {
 # Builds the release server and load generator once.
 build_release() {
   echo "==> building release taskwire and the load generator" >&2
-  cargo build --release --quiet --bin taskwire --bin loadgen
+  cargo build --release --quiet -p taskwire --bin taskwire -p taskwire-tools --bin loadgen
   TASKWIRE="$CARGO_TARGET_DIR/release/taskwire"
   LOADGEN="$CARGO_TARGET_DIR/release/loadgen"
 }
