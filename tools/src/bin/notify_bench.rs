@@ -9,6 +9,9 @@
 //! A stall probe (`tools/src/stall_probe.rs`) notes when the machine itself froze (a virtual CPU
 //! descheduled by the host); figures are printed as measured and, beside them, without the
 //! requests that were in flight during a freeze, since no server can answer while frozen.
+//! Requests slower than `--episode-ms` are grouped into episodes, each with what could explain
+//! it: a machine freeze, the shared tokio runtime running late, and the kernel's pressure stall
+//! counters for CPU, disk and memory over the same window (`tools/src/pressure.rs`).
 //!
 //! Run: `cargo run --release -p taskwire-tools --bin notify_bench` (add `-- --json` for one JSON object,
 //! `-- --help` for the knobs). Loopback only; bounded in time (about rounds × 2 × seconds + drain).
@@ -27,6 +30,7 @@ use taskwire::{Application, Settings};
 use tokio::sync::{Semaphore, oneshot};
 
 use taskwire_tools::keep_awake::KeepAwake;
+use taskwire_tools::pressure::{Pressure, PressureProbe};
 use taskwire_tools::stall_probe::{StallProbe, Totals};
 
 /// Nanoseconds on the benchmark's time line, shared with the stall probe.
@@ -70,6 +74,124 @@ struct Args {
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     json: bool,
+    /// Requests slower than this (ms) are reported as episodes, with what the machine and the
+    /// runtime were doing meanwhile.
+    #[arg(long, default_value_t = 250)]
+    episode_ms: u64,
+}
+
+/// Windows in which the benchmark's own tokio runtime ran a 5 ms timer more than 25 ms late:
+/// its worker threads were busy or blocked. Unlike a machine freeze, this points inside the
+/// process (the server, the load, the receiver all share the runtime).
+type Late = Arc<std::sync::Mutex<Vec<(u64, u64)>>>;
+
+fn runtime_probe() -> Late {
+    let late: Late = Arc::default();
+    let out = late.clone();
+    tokio::spawn(async move {
+        loop {
+            let from = now_ns();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let to = now_ns();
+            if to - from > 25_000_000 {
+                out.lock().expect("never poisoned").push((from, to));
+            }
+        }
+    });
+    late
+}
+
+/// A burst of slow requests that overlap in time, and what else happened in that window.
+#[derive(Debug)]
+struct Episode {
+    config: &'static str,
+    round: u32,
+    from_ns: u64,
+    to_ns: u64,
+    requests: usize,
+    worst_ms: f64,
+    machine_freeze: bool,
+    runtime_late_ms: f64,
+    pressure: Pressure,
+}
+
+impl Episode {
+    fn json(&self, run_start_ns: u64) -> Value {
+        json!({
+            "config": self.config,
+            "round": self.round,
+            "at_s": (self.from_ns.saturating_sub(run_start_ns)) as f64 / 1e9,
+            "length_ms": (self.to_ns - self.from_ns) as f64 / 1e6,
+            "requests": self.requests,
+            "worst_ms": self.worst_ms,
+            "machine_freeze": self.machine_freeze,
+            "runtime_late_ms": self.runtime_late_ms,
+            "pressure_ms": {
+                "cpu_some": self.pressure.cpu_some_us as f64 / 1e3,
+                "io_some": self.pressure.io_some_us as f64 / 1e3,
+                "io_full": self.pressure.io_full_us as f64 / 1e3,
+                "memory_full": self.pressure.memory_full_us as f64 / 1e3,
+            },
+        })
+    }
+}
+
+/// What each window was for the episode report.
+struct Witnesses<'a> {
+    probe: &'a StallProbe,
+    late: &'a Late,
+    pressure: Option<&'a PressureProbe>,
+}
+
+/// Groups the requests slower than `threshold` into episodes of overlapping windows.
+fn episodes(
+    sample: &Sample,
+    threshold: Duration,
+    config: &'static str,
+    round: u32,
+    w: &Witnesses<'_>,
+) -> Vec<Episode> {
+    let mut slow: Vec<(u64, u64, f64)> = sample
+        .latencies
+        .iter()
+        .filter(|(_, l)| *l > threshold)
+        .map(|(at, l)| (*at, at + l.as_nanos() as u64, l.as_secs_f64() * 1e3))
+        .collect();
+    slow.sort_by_key(|s| s.0);
+    let mut out: Vec<Episode> = Vec::new();
+    for (from, to, ms) in slow {
+        match out.last_mut() {
+            Some(e) if from <= e.to_ns => {
+                e.to_ns = e.to_ns.max(to);
+                e.requests += 1;
+                e.worst_ms = e.worst_ms.max(ms);
+            }
+            _ => out.push(Episode {
+                config,
+                round,
+                from_ns: from,
+                to_ns: to,
+                requests: 1,
+                worst_ms: ms,
+                machine_freeze: false,
+                runtime_late_ms: 0.0,
+                pressure: Pressure::default(),
+            }),
+        }
+    }
+    let late = w.late.lock().expect("never poisoned");
+    for e in &mut out {
+        e.machine_freeze = w.probe.overlaps(e.from_ns, e.to_ns);
+        e.runtime_late_ms = late
+            .iter()
+            .filter(|(a, b)| *a <= e.to_ns && e.from_ns <= *b)
+            .map(|(a, b)| (b - a) as f64 / 1e6)
+            .fold(0.0, f64::max);
+        if let Some(p) = w.pressure {
+            e.pressure = p.between(e.from_ns, e.to_ns);
+        }
+    }
+    out
 }
 
 /// Latency summary of one run, in milliseconds.
@@ -359,6 +481,16 @@ async fn main() {
         awake
     };
     let probe = StallProbe::start(now_ns, FREEZE);
+    let pressure = PressureProbe::start(now_ns);
+    let late = runtime_probe();
+    let witnesses = Witnesses {
+        probe: &probe,
+        late: &late,
+        pressure: pressure.as_ref(),
+    };
+    let threshold = Duration::from_millis(args.episode_ms);
+    let mut all_episodes: Vec<Value> = Vec::new();
+    let mut episode_lines: Vec<String> = Vec::new();
     let mut pooled_off = Sample::default();
     let mut pooled_slow = Sample::default();
     let (mut freezes_off, mut freezes_slow) = (Totals::default(), Totals::default());
@@ -366,16 +498,16 @@ async fn main() {
     let mut after = Backlog::default();
     for round in 1..=args.rounds.max(1) {
         let off_run = start(None, &args).await;
-        let from = now_ns();
+        let off_from = now_ns();
         let off = load(&off_run.base, &args).await;
-        probe.tally(from, now_ns(), &mut freezes_off);
+        probe.tally(off_from, now_ns(), &mut freezes_off);
         stop(off_run).await;
 
         let answered_before = answered.load(Ordering::Relaxed);
         let slow_run = start(Some(receiver), &args).await;
-        let from = now_ns();
+        let slow_from = now_ns();
         let slow = load(&slow_run.base, &args).await;
-        probe.tally(from, now_ns(), &mut freezes_slow);
+        probe.tally(slow_from, now_ns(), &mut freezes_slow);
         let store = taskwire::store::connect(&slow_run.db_url, 2).await.unwrap();
         after = backlog(&store).await;
         after.received_during_load = answered.load(Ordering::Relaxed) - answered_before;
@@ -388,6 +520,28 @@ async fn main() {
         }
         store.close().await;
         stop(slow_run).await;
+        for (config, sample, start_ns) in
+            [("off", &off, off_from), ("slow receiver", &slow, slow_from)]
+        {
+            for e in episodes(sample, threshold, config, round, &witnesses) {
+                let j = e.json(start_ns);
+                episode_lines.push(format!(
+                    "  round {round} {config:<13} at {:>5.1} s: {} requests over {:.0} ms, worst {:.0} ms; \
+                     machine freeze {}, runtime late {:.0} ms, pressure ms cpu {} io {} (full {}) memory {}",
+                    j["at_s"].as_f64().unwrap_or(0.0),
+                    e.requests,
+                    j["length_ms"].as_f64().unwrap_or(0.0),
+                    e.worst_ms,
+                    if e.machine_freeze { "yes" } else { "no" },
+                    e.runtime_late_ms,
+                    e.pressure.cpu_some_us / 1000,
+                    e.pressure.io_some_us / 1000,
+                    e.pressure.io_full_us / 1000,
+                    e.pressure.memory_full_us / 1000,
+                ));
+                all_episodes.push(j);
+            }
+        }
         let (o, w) = (off.summary(), slow.summary());
         if !args.json {
             eprintln!(
@@ -434,6 +588,7 @@ async fn main() {
                 "p99_ratio": ratio_clear,
             },
             "backlog_after_load": after.json(),
+            "episodes": {"threshold_ms": args.episode_ms, "pressure_probe": pressure.is_some(), "list": all_episodes},
         });
         println!("{}", serde_json::to_string_pretty(&out).unwrap());
         return;
@@ -484,6 +639,19 @@ async fn main() {
         "p99 slow/off: {ratio_clear:.2} (target ≤ 1.2); p99 with the slow receiver: {:.2} ms (target < 10 ms)",
         slow_clear.p99
     );
+    println!(
+        "episodes of requests slower than {} ms: {}{}",
+        args.episode_ms,
+        episode_lines.len(),
+        if pressure.is_none() {
+            " (no /proc/pressure here)"
+        } else {
+            ""
+        }
+    );
+    for l in &episode_lines {
+        println!("{l}");
+    }
     let open = after.pending + after.failed;
     println!(
         "outbox after the slow run: {} pending, {} failed, {} delivered, {} dead \

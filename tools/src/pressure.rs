@@ -1,0 +1,127 @@
+//! Who else was waiting when a request was slow. Linux's pressure stall information
+//! (`/proc/pressure/{cpu,io,memory}`) counts, in microseconds, how long some task on the machine
+//! waited for a CPU, for the disk, or for memory. A thread samples the three totals every
+//! 20 ms; a slow request is then explained (or not) by the pressure over its own window: disk
+//! waits point at the host's storage (a checkpoint's fsync, a dirty-page flush), CPU waits at
+//! the host or at the benchmark itself, neither at something inside the server.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Microseconds of stall, over some window, from `/proc/pressure`.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Pressure {
+    /// Some task waited for a CPU.
+    pub cpu_some_us: u64,
+    /// Some task waited for the disk.
+    pub io_some_us: u64,
+    /// Every non-idle task waited for the disk.
+    pub io_full_us: u64,
+    /// Every non-idle task waited for memory (reclaim).
+    pub memory_full_us: u64,
+}
+
+/// One sample of the running totals, at `at_ns` on the caller's clock.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at_ns: u64,
+    totals: Pressure,
+}
+
+/// The sampling thread and what it has read.
+pub struct PressureProbe {
+    samples: Arc<Mutex<Vec<Sample>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The `total=` of the `some` or `full` line of one pressure file.
+fn total(text: &str, kind: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(kind))
+        .and_then(|l| l.rsplit("total=").next())
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn read() -> Option<Pressure> {
+    let cpu = std::fs::read_to_string("/proc/pressure/cpu").ok()?;
+    let io = std::fs::read_to_string("/proc/pressure/io").ok()?;
+    let memory = std::fs::read_to_string("/proc/pressure/memory").ok()?;
+    Some(Pressure {
+        cpu_some_us: total(&cpu, "some"),
+        io_some_us: total(&io, "some"),
+        io_full_us: total(&io, "full"),
+        memory_full_us: total(&memory, "full"),
+    })
+}
+
+impl PressureProbe {
+    /// Starts sampling, or None where the kernel has no pressure files.
+    pub fn start(clock: fn() -> u64) -> Option<PressureProbe> {
+        read()?;
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (samples.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("pressure-probe".into())
+            .spawn(move || {
+                while !st.load(Ordering::Relaxed) {
+                    if let Some(totals) = read() {
+                        let at_ns = clock();
+                        s.lock()
+                            .expect("probe lock is never poisoned")
+                            .push(Sample { at_ns, totals });
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+            .expect("pressure probe thread starts");
+        Some(PressureProbe {
+            samples,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stall accumulated from the last sample before `from_ns` to the first after `to_ns`
+    /// (so the window is widened by up to 20 ms on each side).
+    pub fn between(&self, from_ns: u64, to_ns: u64) -> Pressure {
+        let samples = self.samples.lock().expect("probe lock is never poisoned");
+        let first = samples.iter().rev().find(|s| s.at_ns <= from_ns);
+        let last = samples.iter().find(|s| s.at_ns >= to_ns);
+        match (first, last) {
+            (Some(a), Some(b)) => Pressure {
+                cpu_some_us: b.totals.cpu_some_us - a.totals.cpu_some_us,
+                io_some_us: b.totals.io_some_us - a.totals.io_some_us,
+                io_full_us: b.totals.io_full_us - a.totals.io_full_us,
+                memory_full_us: b.totals.memory_full_us - a.totals.memory_full_us,
+            },
+            _ => Pressure::default(),
+        }
+    }
+}
+
+impl Drop for PressureProbe {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_total_of_the_asked_line() {
+        let text = "some avg10=0.36 avg60=0.24 avg300=0.24 total=12525736\n\
+                    full avg10=0.30 avg60=0.22 avg300=0.13 total=8547961\n";
+        assert_eq!(total(text, "some"), 12_525_736);
+        assert_eq!(total(text, "full"), 8_547_961);
+        assert_eq!(total("", "some"), 0);
+    }
+}
