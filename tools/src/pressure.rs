@@ -3,7 +3,10 @@
 //! waited for a CPU, for the disk, or for memory. A thread samples the three totals every
 //! 20 ms; a slow request is then explained (or not) by the pressure over its own window: disk
 //! waits point at the host's storage (a checkpoint's fsync, a dirty-page flush), CPU waits at
-//! the host or at the benchmark itself, neither at something inside the server.
+//! the host or at the benchmark itself, neither at something inside the server. The same
+//! thread notes every thread of this process that it finds waiting in the kernel
+//! uninterruptibly (state `D`: disk or file-system waits), with the top of its kernel stack
+//! (`/proc/self/task/*/stack`, readable as root), which names what it waited for.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,9 +32,18 @@ struct Sample {
     totals: Pressure,
 }
 
+/// A thread of this process seen in uninterruptible sleep.
+#[derive(Debug, Clone)]
+struct Blocked {
+    at_ns: u64,
+    /// `comm: frame <- caller <- …`
+    what: String,
+}
+
 /// The sampling thread and what it has read.
 pub struct PressureProbe {
     samples: Arc<Mutex<Vec<Sample>>>,
+    blocked: Arc<Mutex<Vec<Blocked>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -43,6 +55,36 @@ fn total(text: &str, kind: &str) -> u64 {
         .and_then(|l| l.rsplit("total=").next())
         .and_then(|t| t.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// Threads of this process in state `D` now, each as `comm: top frames of its kernel stack`.
+fn blocked_threads() -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
+            continue;
+        };
+        // `pid (comm) S …`: the state follows the last parenthesis, comm may hold spaces.
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        if stat[close + 1..].trim_start().starts_with('D') {
+            let comm = stat[stat.find('(').map_or(0, |i| i + 1)..close].to_owned();
+            let stack = std::fs::read_to_string(dir.join("stack")).unwrap_or_default();
+            let frames: Vec<&str> = stack
+                .lines()
+                .take(4)
+                .filter_map(|l| l.split_whitespace().nth(1))
+                .map(|f| f.split('+').next().unwrap_or(f))
+                .collect();
+            out.push(format!("{comm}: {}", frames.join(" <- ")));
+        }
+    }
+    out
 }
 
 fn read() -> Option<Pressure> {
@@ -62,8 +104,9 @@ impl PressureProbe {
     pub fn start(clock: fn() -> u64) -> Option<PressureProbe> {
         read()?;
         let samples = Arc::new(Mutex::new(Vec::new()));
+        let blocked = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (s, st) = (samples.clone(), stop.clone());
+        let (s, b, st) = (samples.clone(), blocked.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name("pressure-probe".into())
             .spawn(move || {
@@ -74,12 +117,19 @@ impl PressureProbe {
                             .expect("probe lock is never poisoned")
                             .push(Sample { at_ns, totals });
                     }
+                    let now_blocked = blocked_threads();
+                    if !now_blocked.is_empty() {
+                        let at_ns = clock();
+                        let mut b = b.lock().expect("probe lock is never poisoned");
+                        b.extend(now_blocked.into_iter().map(|what| Blocked { at_ns, what }));
+                    }
                     std::thread::sleep(Duration::from_millis(20));
                 }
             })
             .expect("pressure probe thread starts");
         Some(PressureProbe {
             samples,
+            blocked,
             stop,
             thread: Some(thread),
         })
@@ -100,6 +150,25 @@ impl PressureProbe {
             },
             _ => Pressure::default(),
         }
+    }
+}
+
+impl PressureProbe {
+    /// The threads of this process seen in state `D` within `[from_ns, to_ns]`, each with how
+    /// many 20 ms samples found it there, most often first.
+    pub fn blocked_between(&self, from_ns: u64, to_ns: u64) -> Vec<(String, usize)> {
+        let blocked = self.blocked.lock().expect("probe lock is never poisoned");
+        let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+        for b in blocked
+            .iter()
+            .filter(|b| b.at_ns >= from_ns && b.at_ns <= to_ns)
+        {
+            *counts.entry(b.what.as_str()).or_default() += 1;
+        }
+        let mut out: Vec<(String, usize)> =
+            counts.into_iter().map(|(w, n)| (w.to_owned(), n)).collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1));
+        out
     }
 }
 

@@ -113,6 +113,8 @@ struct Episode {
     machine_freeze: bool,
     runtime_late_ms: f64,
     pressure: Pressure,
+    /// Threads of the benchmark seen waiting in the kernel (state D), with sample counts.
+    blocked: Vec<(String, usize)>,
 }
 
 impl Episode {
@@ -132,6 +134,7 @@ impl Episode {
                 "io_full": self.pressure.io_full_us as f64 / 1e3,
                 "memory_full": self.pressure.memory_full_us as f64 / 1e3,
             },
+            "blocked_threads": self.blocked.iter().map(|(w, n)| json!({"thread": w, "samples": n})).collect::<Vec<_>>(),
         })
     }
 }
@@ -176,6 +179,7 @@ fn episodes(
                 machine_freeze: false,
                 runtime_late_ms: 0.0,
                 pressure: Pressure::default(),
+                blocked: Vec::new(),
             }),
         }
     }
@@ -189,6 +193,7 @@ fn episodes(
             .fold(0.0, f64::max);
         if let Some(p) = w.pressure {
             e.pressure = p.between(e.from_ns, e.to_ns);
+            e.blocked = p.blocked_between(e.from_ns, e.to_ns);
         }
     }
     out
@@ -539,6 +544,9 @@ async fn main() {
                     e.pressure.io_full_us / 1000,
                     e.pressure.memory_full_us / 1000,
                 ));
+                for (what, n) in e.blocked.iter().take(5) {
+                    episode_lines.push(format!("      in state D {n} × 20 ms: {what}"));
+                }
                 all_episodes.push(j);
             }
         }
