@@ -265,3 +265,18 @@ export function metric(metrics, name, labels = {}) {
   }
   return sum;
 }
+
+/**
+ * Waits until the server's /metrics shows at least `atLeast` for `name` (summed over its
+ * series): for a background timer's work (pruning, a refill) instead of a fixed sleep.
+ */
+export async function waitForMetric(baseUrl, name, atLeast, timeoutMs = 10_000) {
+  const t0 = Date.now();
+  let seen = 0;
+  for (;;) {
+    seen = metric(await scrapeMetrics(baseUrl), name);
+    if (seen >= atLeast) return seen;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`${name} stayed at ${seen} (< ${atLeast}) for ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

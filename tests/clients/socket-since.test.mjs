@@ -8,7 +8,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { rest, startServer } from './server.mjs';
+import { rest, startServer, waitForMetric } from './server.mjs';
 import {
   TASK_EVENTS, assertErrorAck, assertSeqMeta, assertSingleArgEvents, assertTask, closeAll, connectV4Recorded, emitAck,
   sleep, uniqueTitle, waitUntil,
@@ -159,7 +159,7 @@ test('after pruning (EVENT_RETENTION_COUNT=5): resync_required on connect / in s
     const rapi = rest(rs.url);
     const t = await rapi.createTask({ title: uniqueTitle('prune') });
     for (let i = 2; i <= 20; i++) await rapi.updateTask(t.id, { description: `p${i}` });
-    await sleep(2_500); // at least one prune ran: the log holds 16..20
+    await waitForMetric(rs.url, 'taskwire_events_pruned_total', 15); // the log holds 16..20
 
     const stale = await connectV4Recorded(rs.url, { transports: ['websocket'], auth: { since: 1 } }, 'since 1 (pruned)');
     local.push(stale.socket);

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { EventSource } from 'eventsource';
 import { Observable, fromEvent, lastValueFrom, map, take, timeout, toArray } from 'rxjs';
-import { rest, startServer } from './server.mjs';
+import { rest, startServer, waitForMetric } from './server.mjs';
 import { assertTask, sleep, uniqueTitle, waitUntil } from './sockets.mjs';
 import { esReady, openRawSse, waitForList } from './sse.mjs';
 
@@ -238,7 +238,7 @@ test('too old (pruned) or ahead of the log: one unnamed resync_required event, t
     const rapi = rest(rs.url);
     const t = await rapi.createTask({ title: uniqueTitle('sse-prune') });
     for (let i = 2; i <= 20; i++) await rapi.updateTask(t.id, { description: `u${i}` });
-    await sleep(2_500);
+    await waitForMetric(rs.url, 'taskwire_events_pruned_total', 15); // the log holds 16..20
 
     for (const [since, label] of [[1, 'pruned'], [500, 'ahead of the log']]) {
       const es = new EventSource(`${rs.url}/api/tasks/stream?lastEventId=${since}`);
