@@ -470,6 +470,17 @@ impl Settings {
     }
 }
 
+/// Every environment variable taskwire reads as a setting, so that a test or a tool can start
+/// the binary with none of them inherited from the caller's shell.
+pub fn setting_env_names() -> Vec<String> {
+    use clap::CommandFactory;
+    Cli::command()
+        .get_arguments()
+        .filter_map(|arg| arg.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect()
+}
+
 /// The settings as a Markdown table (flag, environment variable, default, meaning), generated
 /// from the definitions above so that `docs/configuration.md` cannot drift from `--help`.
 pub fn settings_table() -> String {

@@ -4,50 +4,23 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::Server;
 use common::{Backend, TestDb};
 use serde_json::{Value, json};
 
 const TASKS: usize = 8000;
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 async fn start_server(db: &TestDb, results: &std::path::Path) -> Server {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_taskwire"))
-        .env("PORT", port.to_string())
-        .env("DATABASE_URL", &db.url)
-        .env("JOB_RESULT_DIR", results)
-        .env("REST_RATE_LIMIT", "0")
-        .env("LOG_LEVEL", "warn")
-        .env_remove("JWT_SECRET")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the taskwire binary starts");
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let start = Instant::now();
-    while http.get(format!("{base}/readyz")).send().await.is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "server never came up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Server { child, base }
+    Server::start(
+        &db.url,
+        vec![
+            ("JOB_RESULT_DIR", results.display().to_string()),
+            ("REST_RATE_LIMIT", "0".to_owned()),
+        ],
+    )
+    .await
 }
 
 async fn job(http: &reqwest::Client, base: &str, id: &str) -> Value {
@@ -77,7 +50,7 @@ async fn a_killed_server_leaves_no_job_running(backend: Backend) {
     let db = TestDb::new(backend).await;
     let files = tempfile::tempdir().unwrap();
     let http = reqwest::Client::new();
-    let mut server = start_server(&db, files.path()).await;
+    let server = start_server(&db, files.path()).await;
 
     let mut csv = String::from("title\n");
     for i in 0..TASKS {
@@ -117,10 +90,9 @@ async fn a_killed_server_leaves_no_job_running(backend: Backend) {
         assert!(start.elapsed() < Duration::from_secs(30));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    server.child.kill().expect("SIGKILL");
-    server.child.wait().unwrap();
+    server.kill9();
 
-    let mut server = start_server(&db, files.path()).await;
+    let server = start_server(&db, files.path()).await;
     let start = Instant::now();
     // With the default heartbeat (10 s): SQLite has one process, so the restart itself
     // recovers the job; Postgres waits for the dead process's claim to run out (3 heartbeats,
@@ -172,8 +144,7 @@ async fn a_killed_server_leaves_no_job_running(backend: Backend) {
     );
     store.close().await;
 
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.kill9();
     db.drop_database().await;
 }
 

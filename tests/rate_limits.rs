@@ -6,9 +6,10 @@
 mod common;
 
 use std::net::IpAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::Server;
 use common::{Backend, TestApp, TestDb};
 use futures::{StreamExt, stream};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -17,88 +18,46 @@ use taskwire::config::{ForwardedHeader, RateLimitBy};
 
 const SECRET: &str = "rate-limit-secret-0123456789";
 
-/// Settings that would change what these tests check if a developer had them exported.
-const SCRUBBED_ENV: &[&str] = &[
-    "JWT_SECRET",
-    "JWT_ISSUER",
-    "JWT_AUDIENCE",
-    "REST_RATE_LIMIT",
-    "REST_RATE_BURST",
-    "REST_RATE_LIMIT_BY",
-    "TRUSTED_PROXIES",
-    "FORWARDED_HEADER",
-    "SOCKET_RATE_LIMIT",
-    "SOCKET_RATE_BURST",
-    "REQUEST_TIMEOUT_SECONDS",
-    "WEBHOOK_URL",
-    "SMTP_URL",
-];
-
-/// The real binary on a fresh SQLite file, with no rate-limit settings: what users run.
-struct Server {
-    child: Child,
-    base: String,
-    _db: TestDb,
-    _files: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
+/// The binary with none of taskwire's settings inherited from the caller's shell.
 fn binary() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskwire"));
-    for name in SCRUBBED_ENV {
+    for name in taskwire::config::setting_env_names() {
         cmd.env_remove(name);
     }
     cmd.env("LOG_LEVEL", "warn");
     cmd
 }
 
-async fn start_binary(env: &[(&str, &str)]) -> Server {
+/// The real binary on a fresh SQLite file, with no rate-limit settings: what users run.
+struct Binary {
+    server: Server,
+    _db: TestDb,
+    _files: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Binary {
+    type Target = Server;
+
+    fn deref(&self) -> &Server {
+        &self.server
+    }
+}
+
+async fn start_binary(env: &[(&'static str, &str)]) -> Binary {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let db = TestDb::new(Backend::Sqlite).await;
     let files = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let mut cmd = binary();
-    cmd.env("PORT", port.to_string())
-        .env("DATABASE_URL", &db.url)
-        .env("JOB_RESULT_DIR", files.path().join("results"))
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let child = cmd.spawn().expect("the taskwire binary starts");
-    let server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
+    let mut vars = vec![(
+        "JOB_RESULT_DIR",
+        files.path().join("results").display().to_string(),
+    )];
+    vars.extend(env.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let server = Server::start(&db.url, vars).await;
+    Binary {
+        server,
         _db: db,
         _files: files,
-    };
-    let http = reqwest::Client::new();
-    let start = Instant::now();
-    while http
-        .get(format!("{}/readyz", server.base))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "server never came up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    server
 }
 
 fn token(sub: &str) -> String {

@@ -13,20 +13,20 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts the binary on a free port with `env` on top of a clean environment (no auth,
-    /// no notifications) and waits until it says where it listens.
+    /// Starts the binary on a free port with `env` on top of an environment without any
+    /// taskwire setting (so the defaults users get, whatever the caller's shell exports) and
+    /// waits until it says where it listens.
     pub async fn start(db_url: &str, env: Vec<(&'static str, String)>) -> Server {
         let db_url = db_url.to_owned();
         tokio::task::spawn_blocking(move || {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskwire"));
+            for name in taskwire::config::setting_env_names() {
+                cmd.env_remove(name);
+            }
             cmd.env("DATABASE_URL", db_url)
                 .env("HOST", "127.0.0.1")
                 .env("PORT", "0")
                 .env("LOG_LEVEL", "error")
-                .env_remove("JWT_SECRET")
-                .env_remove("SMTP_URL")
-                .env_remove("WEBHOOK_URL")
-                .env_remove("REDIS_URL")
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit());
