@@ -354,3 +354,44 @@ async fn retention_prunes_by_age_and_by_count_per_workspace() {
     let _ = app.router();
     app.shutdown().await;
 }
+
+/// Shutdown closes Socket.IO before in-flight requests finish; a change committed then must
+/// neither stop the fan-out (socketioxide panics on a closed default namespace) nor be lost
+/// for the other transports: an open SSE stream still gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_committed_after_socketio_closed_still_reaches_sse() {
+    let db = common::TestDb::new(Backend::Sqlite).await;
+    let mut app = taskwire::Taskwire::new(common::settings_for(&db))
+        .await
+        .unwrap();
+    let router = app.router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let mut stream = reqwest::get(format!("{base}/api/tasks/stream"))
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+
+    app.socket_closer().close().await;
+    let actor = taskwire::domain::task::Actor::anonymous();
+    let task = app
+        .service()
+        .create(&actor, &json!({"title": "after close"}))
+        .await
+        .unwrap();
+
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !seen.contains(&task.id.to_string()) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, stream.chunk()).await {
+            Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!(
+                "no SSE event for the change after Socket.IO closed: {other:?}, saw {seen:?}"
+            ),
+        }
+    }
+    server.abort();
+    app.shutdown().await;
+}

@@ -302,8 +302,8 @@ impl Fanout {
     /// `job_progress` with the job JSON to every socket of the job's workspace (both rooms:
     /// plain and sequence-numbered sockets), serialised once.
     async fn announce_job(&self, workspace: &str, payload: &RawValue) {
-        if let Err(err) = self
-            .io
+        let Some(root) = self.root() else { return };
+        if let Err(err) = root
             .to(workspace_room(workspace))
             .to(seq_room(workspace))
             .emit(JOB_PROGRESS, payload)
@@ -327,8 +327,8 @@ impl Fanout {
                 task,
                 users,
             }) => {
-                if let Err(err) = self
-                    .io
+                let Some(root) = self.root() else { return };
+                if let Err(err) = root
                     .to(task_room(&workspace, task))
                     .emit(super::presence::PRESENCE_EVENT, &users)
                     .await
@@ -455,6 +455,12 @@ impl Fanout {
         delivered
     }
 
+    /// The default namespace, or None once shutdown has closed Socket.IO (socketioxide's
+    /// `SocketIo::to` panics then, and a change may still commit while the process stops).
+    fn root(&self) -> Option<socketioxide::operators::BroadcastOperators> {
+        self.io.of("/")
+    }
+
     async fn deliver(&mut self, event: TaskEvent) {
         self.next.insert(event.workspace.clone(), event.seq + 1);
         let frame = match Frame::render(&event, &self.styles) {
@@ -467,23 +473,26 @@ impl Fanout {
         let name = frame.kind.as_str();
         // Plain sockets: one broadcast per event style, serialised once. A socket whose buffer
         // is full misses the event (at-most-once, as with any socket.io server); it is counted.
-        for event in &frame.socket_events {
-            if let Err(err) = self
-                .io
-                .to(workspace_room(&frame.workspace))
-                .emit(event.name, &event.payload)
-                .await
-            {
-                self.missed(&err, event.name, frame.seq);
+        // After shutdown closed Socket.IO there are no sockets left, but SSE streams may be.
+        if let Some(root) = self.root() {
+            for event in &frame.socket_events {
+                if let Err(err) = root
+                    .clone()
+                    .to(workspace_room(&frame.workspace))
+                    .emit(event.name, &event.payload)
+                    .await
+                {
+                    self.missed(&err, event.name, frame.seq);
+                }
             }
-        }
-        // Sockets that asked for sequence numbers: sent one by one so a stuck socket is known
-        // and disconnected; it reconnects with `since` and catches up from the log.
-        for socket in self.io.to(seq_room(&frame.workspace)).sockets() {
-            if emit_with_meta(&socket, &frame).is_err() {
-                metrics::counter!(metric::SLOW_CONSUMERS, "transport" => "socket").increment(1);
-                tracing::info!(sid = %socket.id, seq = frame.seq, "disconnecting a socket that fell behind");
-                drop_lagging(socket, &frame.workspace);
+            // Sockets that asked for sequence numbers: sent one by one so a stuck socket is
+            // known and disconnected; it reconnects with `since` and catches up from the log.
+            for socket in root.to(seq_room(&frame.workspace)).sockets() {
+                if emit_with_meta(&socket, &frame).is_err() {
+                    metrics::counter!(metric::SLOW_CONSUMERS, "transport" => "socket").increment(1);
+                    tracing::info!(sid = %socket.id, seq = frame.seq, "disconnecting a socket that fell behind");
+                    drop_lagging(socket, &frame.workspace);
+                }
             }
         }
         metrics::counter!(metric::EVENTS_EMITTED, "event" => name).increment(1);

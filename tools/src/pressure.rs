@@ -167,7 +167,7 @@ impl PressureProbe {
         }
         let mut out: Vec<(String, usize)> =
             counts.into_iter().map(|(w, n)| (w.to_owned(), n)).collect();
-        out.sort_by(|a, b| b.1.cmp(&a.1));
+        out.sort_by_key(|b| std::cmp::Reverse(b.1));
         out
     }
 }
