@@ -81,10 +81,39 @@ fn blocked_threads() -> Vec<String> {
                 .filter_map(|l| l.split_whitespace().nth(1))
                 .map(|f| f.split('+').next().unwrap_or(f))
                 .collect();
-            out.push(format!("{comm}: {}", frames.join(" <- ")));
+            out.push(format!("{comm}{}: {}", syscall(&dir), frames.join(" <- ")));
         }
     }
     out
+}
+
+/// ` in fsync(bench.db-wal)`: the system call a blocked thread is in and, for the file calls,
+/// the file its first argument names (which SQLite connection it is shows in which file and
+/// which call: the writer appends to the WAL, the checkpoint syncs it and the database).
+fn syscall(task: &std::path::Path) -> String {
+    let Ok(text) = std::fs::read_to_string(task.join("syscall")) else {
+        return String::new();
+    };
+    let mut fields = text.split_whitespace();
+    let name = match fields.next().and_then(|n| n.parse::<u32>().ok()) {
+        Some(0) => "read",
+        Some(1) => "write",
+        Some(17) => "pread64",
+        Some(18) => "pwrite64",
+        Some(74) => "fsync",
+        Some(75) => "fdatasync",
+        Some(76) => "truncate",
+        Some(77) => "ftruncate",
+        Some(257) => "openat",
+        Some(_) | None => return String::new(),
+    };
+    let file = fields
+        .next()
+        .and_then(|fd| u64::from_str_radix(fd.trim_start_matches("0x"), 16).ok())
+        .and_then(|fd| std::fs::read_link(format!("/proc/self/fd/{fd}")).ok())
+        .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    format!(" in {name}({file})")
 }
 
 fn read() -> Option<Pressure> {
