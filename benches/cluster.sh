@@ -5,7 +5,8 @@
 # set-ups have the same CPU; Postgres and Redis are the machine's own. For each: delivery
 # p50/p99, lost events, server RSS and CPU (summed over the processes), Redis commands and
 # Postgres transactions per update, at each rate in RATES; then the rates at which delivery p99
-# passes 1 s (CEILING_RATES). Writes raw JSON to benches/results/cluster-*.json and prints a
+# passes 1 s (CEILING_RATES); then, at the first rate, a run of the processes during which their
+# Redis is killed and restarted (REDIS_RESTART=0 skips it). Writes raw JSON to benches/results/cluster-*.json and prints a
 # table; BENCHMARKS.md ("Several processes") holds the recorded run.
 #
 #   benches/cluster.sh                 # 9 000 clients, 5 and 20 updates/s, then the ceiling
@@ -90,19 +91,23 @@ pg_transactions() {
   psql "$PG_ADMIN" -Atc "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '$DB'"
 }
 
-# One run: processes, rate, result name.
+# One run: processes, rate, result name, and optionally a command run in the background while
+# the load generator runs (the Redis restart).
 measure() {
-  local n="$1" rate="$2" name="$3"
+  local n="$1" rate="$2" name="$3" during="${4:-}"
   local updates
   updates=$(awk "BEGIN {print int($rate * $SECONDS_PER_RUN)}")
   start_servers "$n"
   echo "==> $name: $n process(es), $CLIENTS clients, $updates updates at $rate/s" >&2
   local r0 p0 r1 p1
   r0="$(redis_commands)"; p0="$(pg_transactions)"
+  local hook=""
+  if [[ -n "$during" ]]; then "$during" & hook=$!; fi
   timeout 400 nice -n "$NICE" taskset -c 1 "$LOADGEN" --url "$URLS" --clients "$CLIENTS" \
     --updates "$updates" --rate "$rate" --warmup "$WARMUP" --drain 10 --duration 300 \
     --server-pid "$SPIDS" --label "taskwire×$n" --json --freeze-probe \
     >"$TMP/run.json" 2>"$TMP/summary.txt" || true
+  if [[ -n "$hook" ]]; then wait "$hook" || true; fi
   sleep 1.5 # Postgres publishes its counters with a short delay
   r1="$(redis_commands)"; p1="$(pg_transactions)"
   cat "$TMP/summary.txt" >&2
@@ -135,6 +140,36 @@ for rate in $CEILING_RATES; do
   measure "$PROCESSES" "$rate" "cluster-${PROCESSES}x$((CLIENTS / PROCESSES))-${rate}"
 done
 
+# Redis killed and restarted during a run at the first rate: the processes use a redis-server
+# of this script's own; it is killed (SIGKILL) RESTART_AT seconds into the load and started
+# again on the same port RESTART_AFTER seconds later. Delivery must lose nothing; its max shows
+# how late the events of the outage arrived.
+RESTART_AT="${RESTART_AT:-15}"
+RESTART_AFTER="${RESTART_AFTER:-3}"
+if [[ "${REDIS_RESTART:-1}" == 1 ]]; then
+  RPORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  start_private_redis() {
+    redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no >>"$TMP/redis.log" 2>&1 &
+    for _ in $(seq 1 100); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && return 0; sleep 0.05; done
+    echo "private redis-server did not start" >&2; cat "$TMP/redis.log" >&2; return 1
+  }
+  restart_redis() {
+    sleep "$RESTART_AT"
+    pkill -KILL -f "redis-server 127.0.0.1:$RPORT" || true
+    echo "==> Redis killed" >&2
+    sleep "$RESTART_AFTER"
+    start_private_redis
+    echo "==> Redis answering again" >&2
+  }
+  start_private_redis
+  SHARED_REDIS="$REDIS_URL_BENCH"
+  REDIS_URL_BENCH="redis://127.0.0.1:$RPORT"
+  rate="${RATES%% *}"
+  measure "$PROCESSES" "$rate" "cluster-${PROCESSES}x$((CLIENTS / PROCESSES))-${rate}-redis-restart" restart_redis
+  redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true
+  REDIS_URL_BENCH="$SHARED_REDIS"
+fi
+
 python3 - "$RESULTS" "$CLIENTS" "$PROCESSES" $RATES $CEILING_RATES <<'PY'
 import json, os, sys
 results, clients, procs, *rates = sys.argv[1:]
@@ -153,4 +188,11 @@ for rate in rates:
         print(f"| {label} | {rate}/s | {d['p50_ms']:.1f} / {d['p99_ms']:.1f} | {clear:.1f} | {r['lost']} | "
               f"{s.get('rss_per_conn_kib', float('nan')):.1f} | {s.get('cpu_us_per_event', float('nan')):.2f} | "
               f"{r['redis_commands_per_update']:.1f} | {r['pg_transactions_per_update']:.1f} |")
+rate = rates[0] if rates else None
+path = os.path.join(results, f"cluster-{procs}x{clients // procs}-{rate}-redis-restart.json")
+if rate and os.path.exists(path):
+    r = json.load(open(path))
+    d = r["delivery"]
+    print(f"\nRedis killed and restarted during {procs} × {clients // procs} at {rate}/s: "
+          f"{r['lost']} lost, delivery p50 / p99 / max {d['p50_ms']:.1f} / {d['p99_ms']:.1f} / {d['max_ms']:.1f} ms")
 PY
