@@ -68,6 +68,8 @@ start_servers() {
   for i in $(seq 1 "$n"); do
     PORT=$((PORT + 1))
     local extra=()
+    # The previous run's output must not be read as this process's listening line.
+    rm -f "$TMP/server-$i.out" "$TMP/server-$i.err"
     if [[ "$n" -gt 1 ]]; then extra=(REDIS_URL="$REDIS_URL_BENCH" REDIS_PREFIX="$prefix"); fi
     env "${extra[@]}" DATABASE_URL="$PG_BASE/$DB" HOST=127.0.0.1 PORT="$PORT" LOG_LEVEL=warn \
       REST_RATE_LIMIT=0 SOCKET_RATE_LIMIT=0 JOB_RESULT_DIR="$TMP/results-$i" \
