@@ -365,7 +365,9 @@ impl Application {
             sockets.close().await;
             stopping.cancel();
         });
-        let serve = http::serve::serve(listener, router, stop.clone());
+        let limit = taskwire.settings.connection_limit();
+        tracing::info!(max_connections = limit, "serving");
+        let serve = http::serve::serve(listener, router, stop.clone(), limit);
         tokio::select! {
             () = serve => {},
             () = async { stop.cancelled().await; tokio::time::sleep(deadline).await } => {

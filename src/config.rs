@@ -228,6 +228,13 @@ pub struct Settings {
     #[arg(long, env = "REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
     pub request_timeout_seconds: u64,
 
+    /// Most TCP connections served at once (HTTP, long-polling, WebSocket, SSE). A connection
+    /// beyond it is answered 503 with `Retry-After: 1` and closed, instead of `accept` failing
+    /// for want of file descriptors. Unset: the open-file limit less 256 (for the database,
+    /// Redis, logs and the refusals themselves).
+    #[arg(long, env = "MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
     /// Events older than this are pruned from the replay log.
     #[arg(long, env = "EVENT_RETENTION_SECONDS", default_value_t = 86_400)]
     pub event_retention_seconds: u64,
@@ -450,6 +457,23 @@ impl Settings {
     /// Database connection timeout as a [`Duration`].
     pub fn database_timeout(&self) -> Duration {
         Duration::from_secs(self.database_timeout_seconds)
+    }
+
+    /// The connection limit: the setting, or what the open-file limit leaves room for.
+    pub fn connection_limit(&self) -> usize {
+        self.max_connections.unwrap_or_else(|| {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: getrlimit only writes the struct it is given.
+            let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+            let files = if ok { limit.rlim_cur } else { 1024 };
+            usize::try_from(files)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(256)
+                .max(16)
+        })
     }
 
     /// Request timeout as a [`Duration`].

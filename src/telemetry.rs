@@ -19,6 +19,10 @@ pub mod metric {
     pub const HTTP_LATENCY: &str = "http_request_duration_seconds";
     /// Gauge of connected Socket.IO sockets.
     pub const SOCKETS_CONNECTED: &str = "socketio_connected_sockets";
+    /// Gauge of open TCP connections (HTTP, long-polling, WebSocket, SSE).
+    pub const CONNECTIONS_OPEN: &str = "taskwire_connections_open";
+    /// Counter of connections answered 503 because `MAX_CONNECTIONS` were open.
+    pub const CONNECTIONS_REFUSED: &str = "taskwire_connections_refused_total";
     /// Counter of task events broadcast to Socket.IO rooms, by `event`.
     pub const EVENTS_EMITTED: &str = "taskwire_events_emitted_total";
     /// Counter of broadcasts that failed for at least one socket, by `event`.

@@ -17,6 +17,16 @@ impl Server {
     /// taskwire setting (so the defaults users get, whatever the caller's shell exports) and
     /// waits until it says where it listens.
     pub async fn start(db_url: &str, env: Vec<(&'static str, String)>) -> Server {
+        Server::start_with_open_files(db_url, env, None).await
+    }
+
+    /// [`Server::start`] with the open-file limit (soft and hard) lowered to `open_files`, as
+    /// a host with a small `ulimit -n` would start it.
+    pub async fn start_with_open_files(
+        db_url: &str,
+        env: Vec<(&'static str, String)>,
+        open_files: Option<u64>,
+    ) -> Server {
         let db_url = db_url.to_owned();
         tokio::task::spawn_blocking(move || {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskwire"));
@@ -32,6 +42,23 @@ impl Server {
                 .stderr(Stdio::inherit());
             for (name, value) in env {
                 cmd.env(name, value);
+            }
+            if let Some(n) = open_files {
+                use std::os::unix::process::CommandExt;
+                let limit = libc::rlimit {
+                    rlim_cur: n,
+                    rlim_max: n,
+                };
+                // SAFETY: setrlimit is async-signal-safe and touches only the child.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                            Ok(())
+                        } else {
+                            Err(std::io::Error::last_os_error())
+                        }
+                    });
+                }
             }
             let mut child = cmd.spawn().expect("taskwire starts");
             let stdout = child.stdout.take().expect("stdout is piped");
