@@ -29,11 +29,7 @@ done
 echo "==> npm ci (tests/clients)" >&2
 (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 
-status=0
-
-echo "==> node --test tests/clients/*.test.mjs" >&2
-node --test --test-concurrency=2 --test-timeout=120000 tests/clients/*.test.mjs || status=1
-
+# Before the Node suites: cluster.test.mjs runs python-socketio clients from this venv too.
 PYDIR="tests/clients/python"
 VENV="$PYDIR/.venv"
 if [[ ! -x "$VENV/bin/python" ]]; then
@@ -42,6 +38,11 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 echo "==> pip install -r $PYDIR/requirements.txt" >&2
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$PYDIR/requirements.txt"
+
+status=0
+
+echo "==> node --test tests/clients/*.test.mjs" >&2
+node --test --test-concurrency=2 --test-timeout=120000 tests/clients/*.test.mjs || status=1
 
 echo "==> pytest $PYDIR" >&2
 (cd "$PYDIR" && .venv/bin/python -m pytest -q -p no:cacheprovider) || status=1

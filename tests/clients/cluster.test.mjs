@@ -1,7 +1,8 @@
 // Three taskwire processes on one Postgres database and one Redis, reached directly and
 // through nginx configured from examples/cluster/nginx.conf, with default settings apart from
 // the cluster ones. Two workspaces; socket.io-client 4 over WebSocket (directly on each
-// process), the default polling-then-upgrade and polling-only (through nginx), EventSource
+// process), the default polling-then-upgrade and polling-only (through nginx), python-socketio
+// (WebSocket on process 2, its default polling-then-upgrade on process 3), EventSource
 // (directly and through nginx). Every write goes over REST to one of the processes in turn.
 //
 // After each step, every client has every event of its workspace exactly once, in seq order
@@ -16,6 +17,10 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { EventSource } from 'eventsource';
 import { io } from 'socket.io-client';
 import { rest, startServer } from './server.mjs';
@@ -92,6 +97,66 @@ class Follower {
   close() {
     this.closed = true;
     this.socket?.close();
+  }
+}
+
+/** The python-socketio venv scripts/test-clients.sh makes. */
+const PYTHON = fileURLToPath(new URL('./python/.venv/bin/python', import.meta.url));
+const FOLLOW_PY = fileURLToPath(new URL('./python/follow.py', import.meta.url));
+/** Every python-socketio child started, so that `after` ends them even when a test failed early. */
+const pyChildren = new Set();
+
+/**
+ * A python-socketio client (tests/clients/python/follow.py) in a child process, seen through
+ * the same fields as `Follower`: it resumes from its last seq on every reconnection itself.
+ */
+class PyFollower {
+  constructor(ws, label, url, transports) {
+    this.ws = ws;
+    this.label = `${ws} python-socketio ${label}`;
+    this.url = url;
+    this.transports = transports; // 'websocket' or 'default'
+    this.events = [];
+    this.resyncs = [];
+    this.lastSeq = 0;
+    this.moves = 0;
+    this.transport = null;
+  }
+
+  async connect() {
+    assert.ok(existsSync(PYTHON), `${PYTHON} is missing: scripts/test-clients.sh creates it`);
+    const child = spawn(PYTHON, [FOLLOW_PY, this.url, W[this.ws].token, this.transports], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = child;
+    pyChildren.add(child);
+    let stderr = '';
+    child.stderr.on('data', (d) => { stderr = (stderr + d).slice(-4000); });
+    child.on('exit', (code) => {
+      if (!this.closed) this.error = new Error(`${this.label}: exited with ${code}: ${stderr}`);
+    });
+    const connected = new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${this.label}: no connect within 15 s: ${stderr}`)), 15_000);
+      createInterface({ input: child.stdout }).on('line', (line) => {
+        const m = JSON.parse(line);
+        if (m.type === 'event') {
+          this.events.push({ event: m.event, task: m.task, seq: m.seq });
+          this.lastSeq = m.seq ?? this.lastSeq;
+        } else if (m.type === 'resync') {
+          this.resyncs.push(m.data);
+        } else if (m.type === 'connected') {
+          this.transport = m.transport;
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.once('exit', () => { clearTimeout(timer); reject(new Error(`${this.label}: exited before connecting: ${stderr}`)); });
+    });
+    await connected;
+    return this;
+  }
+
+  close() {
+    this.closed = true;
+    this.child?.kill('SIGTERM');
   }
 }
 
@@ -213,6 +278,7 @@ before(async () => {
 });
 
 after(async () => {
+  for (const child of pyChildren) child.kill('SIGTERM');
   for (const ws of NAMES) {
     for (const f of W[ws].followers ?? []) f.close();
     for (const s of W[ws].streams ?? []) s.es.close();
@@ -233,6 +299,10 @@ test('3 000 updates spread over three processes reach every client of the worksp
       // Through nginx with socket.io-client's defaults: polling first, then the upgrade.
       new Follower(ws, 'default transports via nginx', [lb.url]).connect(),
       new Follower(ws, 'polling only via nginx', [lb.url], { transports: ['polling'] }).connect(),
+      // python-socketio, as a Flask-SocketIO frontend's script connects: WebSocket only, and
+      // its default polling-then-upgrade. On processes 2 and 3, which stay up to the end.
+      new PyFollower(ws, 'websocket on process 2', procs[1].url, 'websocket').connect(),
+      new PyFollower(ws, 'default transports on process 3', procs[2].url, 'default').connect(),
     ]);
     w.streams = [sse(ws, 'EventSource on process 2', procs[1].url), sse(ws, 'EventSource via nginx', lb.url)];
   }
@@ -252,6 +322,8 @@ test('3 000 updates spread over three processes reach every client of the worksp
   for (const ws of NAMES) {
     const upgraded = W[ws].followers[3];
     assert.equal(upgraded.socket.io.engine.transport.name, 'websocket', `${upgraded.label}: upgraded to WebSocket through nginx`);
+    const py = W[ws].followers.filter((f) => f instanceof PyFollower);
+    assert.equal(py.length, 2, 'two python-socketio clients per workspace');
   }
 });
 
