@@ -1,7 +1,10 @@
 //! Who is calling: HS256 JWT verification (and minting, for `taskwire token`), turned into an
-//! [`Actor`] with a workspace. Transports find the token in their own places (REST headers,
-//! socket handshake, SSE query) and hand it here; nothing in this module knows about HTTP.
+//! [`Actor`] with a workspace. `extract.rs` finds the token in the request (header or query,
+//! for REST, SSE and the socket handshake alike); `token.rs` verifies it and knows nothing
+//! about HTTP.
 
+mod extract;
 mod token;
 
+pub use extract::{bearer, bearer_header, query_token};
 pub use token::{Authenticator, Claims, MintRequest};

@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::{HeaderMap, header, request::Parts};
+use axum::http::request::Parts;
 
 use super::AppState;
 use super::client_addr::client_address;
+use crate::auth::bearer;
 use crate::config::RateLimitBy;
 use crate::domain::error::Error;
 use crate::domain::task::Actor;
@@ -80,31 +81,4 @@ fn rate_key(parts: &Parts, state: &AppState, actor: &Actor) -> Option<RateKey> {
             )))
         }
     }
-}
-
-/// The token of a request: `Authorization: Bearer …`, else the `token` query parameter.
-pub fn bearer(parts: &Parts) -> Option<String> {
-    if parts.headers.contains_key(header::AUTHORIZATION) {
-        // A malformed header is not silently replaced by a query token.
-        return bearer_header(&parts.headers);
-    }
-    query_token(parts.uri.query())
-}
-
-/// The token of an `Authorization: Bearer …` header.
-pub fn bearer_header(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
-}
-
-/// The `token` query parameter, if any.
-pub fn query_token(query: Option<&str>) -> Option<String> {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(query?)
-        .ok()?
-        .into_iter()
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v)
 }

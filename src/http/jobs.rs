@@ -1,20 +1,14 @@
 //! `/api/jobs`: submit (JSON, multipart or a raw file), list, read, cancel, download the
-//! result, and follow a job over SSE.
-
-use std::convert::Infallible;
-use std::time::Duration;
+//! result. Following a job over SSE is in `sse/jobs.rs`.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Multipart, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
 use serde_json::{Map, Value};
-use tokio::sync::{broadcast, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
 use super::AppState;
@@ -28,8 +22,6 @@ use crate::jobs::{JobFilter, JobRecord, JobRequest, JobState, Upload};
 const DEFAULT_LIMIT: i64 = 100;
 /// The largest `limit` accepted.
 const MAX_LIMIT: i64 = 1000;
-/// How often a job's SSE stream re-reads the row, for jobs running in another process.
-const STREAM_POLL: Duration = Duration::from_secs(1);
 
 /// Job routes answered within the request timeout.
 pub fn router(upload_limit: usize) -> Router<AppState> {
@@ -45,12 +37,7 @@ pub fn router(upload_limit: usize) -> Router<AppState> {
         .route("/api/jobs/{id}/result", get(result))
 }
 
-/// The job progress stream, which lives as long as its job runs.
-pub fn stream_router() -> Router<AppState> {
-    Router::new().route("/api/jobs/{id}/events", get(events))
-}
-
-fn parse_id(raw: &str) -> Result<Uuid> {
+pub(super) fn parse_id(raw: &str) -> Result<Uuid> {
     Uuid::parse_str(raw.trim()).map_err(|_| Error::NotFound(format!("job {raw} does not exist")))
 }
 
@@ -353,80 +340,4 @@ async fn result(
     });
     let body = Body::from_stream(parts);
     Ok((headers, body).into_response())
-}
-
-/// SSE: the job as it is now, then each change, ending after the final state. A reconnect
-/// starts again from the current state (no replay of earlier progress).
-async fn events(
-    State(state): State<AppState>,
-    Caller(actor): Caller,
-    Path(id): Path<String>,
-) -> Result<Response> {
-    let id = parse_id(&id)?;
-    // Subscribe before reading, so a change in between is not missed.
-    let updates = state.jobs.subscribe();
-    let job = state.jobs.get(&actor, id).await?;
-    let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(follow(state.clone(), actor, job, updates, tx));
-    let body = ReceiverStream::new(rx).map(Ok::<_, Infallible>);
-    let keep_alive =
-        KeepAlive::new().interval(Duration::from_secs(state.settings.sse_keepalive_seconds));
-    let mut response = Sse::new(body).keep_alive(keep_alive).into_response();
-    let headers = response.headers_mut();
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    headers.insert("cache-control", HeaderValue::from_static("no-cache"));
-    Ok(response)
-}
-
-async fn follow(
-    state: AppState,
-    actor: crate::domain::task::Actor,
-    mut last: JobRecord,
-    mut updates: broadcast::Receiver<std::sync::Arc<JobRecord>>,
-    tx: mpsc::Sender<Event>,
-) {
-    let send = |job: &JobRecord| {
-        let data = serde_json::to_string(job).unwrap_or_default();
-        Event::default().data(data)
-    };
-    if tx.send(send(&last)).await.is_err() || last.state.is_final() {
-        return;
-    }
-    let mut poll = tokio::time::interval(STREAM_POLL);
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let next = tokio::select! {
-            update = updates.recv() => match update {
-                Ok(job) if job.id == last.id => Some((*job).clone()),
-                Ok(_) => None,
-                Err(broadcast::error::RecvError::Lagged(_)) => reread(&state, &actor, last.id).await,
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
-            _ = poll.tick() => reread(&state, &actor, last.id).await,
-            () = state.shutdown.cancelled() => return,
-            () = tx.closed() => return,
-        };
-        let Some(job) = next else { continue };
-        // Updates from the broadcast and from the row can cross; never step backwards.
-        let behind = job.state == last.state && job.progress.done < last.progress.done;
-        if job == last || behind {
-            continue;
-        }
-        if tx.send(send(&job)).await.is_err() {
-            return;
-        }
-        let done = job.state.is_final();
-        last = job;
-        if done {
-            return;
-        }
-    }
-}
-
-async fn reread(
-    state: &AppState,
-    actor: &crate::domain::task::Actor,
-    id: Uuid,
-) -> Option<JobRecord> {
-    state.jobs.get(actor, id).await.ok()
 }

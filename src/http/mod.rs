@@ -2,8 +2,9 @@
 //! metrics, CORS, body limit, timeout) and the Socket.IO layer on the same router.
 //!
 //! Layout: `tasks.rs` (task resource), `legacy.rs` (`POST /update_task`), `presence.rs`
-//! (socket stats), `notifications.rs` (the outbox), `jobs.rs` (background jobs), `caller.rs` (who is calling), `client_addr.rs` (the client address behind trusted proxies), `health.rs` (ops endpoints), `extract.rs` (body and
-//! header extractors), `error.rs` (error → response), `middleware.rs` (metrics, CORS, 404s).
+//! (socket stats), `notifications.rs` (the outbox), `jobs.rs` (background jobs), `sse/` (the task and job event streams), `caller.rs` (who is calling), `client_addr.rs` (the client address behind trusted proxies), `health.rs` (ops endpoints), `extract.rs` (body and
+//! header extractors), `error.rs` (error → response), `middleware.rs` (metrics, CORS, 404s), `socket_runtime.rs` (Socket.IO requests onto the
+//! realtime runtime).
 
 mod board;
 mod caller;
@@ -17,6 +18,8 @@ mod middleware;
 mod notifications;
 mod presence;
 pub mod serve;
+mod socket_runtime;
+mod sse;
 mod tasks;
 
 use std::sync::Arc;
@@ -34,7 +37,7 @@ pub use error::status_of;
 
 pub use tasks::query_pairs;
 
-pub use caller::{Caller, Writer, bearer, bearer_header, query_token};
+pub use caller::{Caller, Writer};
 
 use crate::auth::Authenticator;
 use crate::config::Settings;
@@ -90,8 +93,7 @@ pub fn router(
         );
     let mut routes = Router::new()
         .merge(rest)
-        .merge(crate::realtime::sse::router())
-        .merge(jobs::stream_router())
+        .merge(sse::router())
         .merge(health::router());
     if settings.board {
         routes = routes.merge(board::router());
@@ -106,7 +108,7 @@ pub fn router(
         .layer(Extension(sessions))
         .layer(axum::middleware::from_fn_with_state(
             realtime,
-            crate::realtime::runtime::on_realtime_runtime,
+            socket_runtime::on_realtime_runtime,
         ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(middleware::OriginPolicy::new(&settings)),

@@ -1,5 +1,6 @@
 //! Real-time delivery: the hub that orders committed events and fans them out, replay from
-//! the event log, presence, the Socket.IO namespace and the SSE stream.
+//! the event log, presence and the Socket.IO namespace. The SSE routes (`http/sse/`) read the
+//! same hub and log; nothing here depends on `http`.
 
 pub mod frame;
 pub mod hub;
@@ -7,4 +8,3 @@ pub mod presence;
 pub mod replay;
 pub mod runtime;
 pub mod socket;
-pub mod sse;

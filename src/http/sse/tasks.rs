@@ -1,4 +1,4 @@
-//! Server-Sent Events: `GET /api/tasks/stream` (alias `/task_updates`). Each committed change
+//! The task stream: `GET /api/tasks/stream` (alias `/task_updates`). Each committed change
 //! is one event with `id: <seq>` and `data: {"type", "task"}`, unnamed so
 //! `EventSource.onmessage` receives it (`?named=1` names it). `Last-Event-ID` (or
 //! `?lastEventId=`) replays what was missed, then continues live with no gap and no repeat.
@@ -7,37 +7,28 @@
 //! its task at that channel, the shared per-workspace buffer moves on without it, and when it
 //! reads again it catches up from the log. Memory per stream is bounded either way.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use futures::StreamExt;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::response::sse::Event;
 use tokio::sync::{broadcast, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
 
-use super::frame::{Frame, ResyncRequired};
-use super::replay::{LogCursor, Resume, resume_point};
+use super::event_stream;
 use crate::domain::error::{Error, Result};
-use crate::http::{AppState, Caller, query_pairs};
+use crate::http::AppState;
+use crate::http::caller::Caller;
+use crate::http::tasks::query_pairs;
+use crate::realtime::frame::{Frame, ResyncRequired};
+use crate::realtime::replay::{LogCursor, Resume, resume_point};
 use crate::telemetry::metric;
 
 /// Events queued per stream between its task and the HTTP body.
 const STREAM_BUFFER: usize = 64;
 /// What `retry:` tells EventSource to wait before reconnecting.
 const RETRY: Duration = Duration::from_millis(3000);
-
-/// The SSE routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/tasks/stream", get(stream))
-        .route("/task_updates", get(stream))
-}
 
 struct Options {
     named: bool,
@@ -75,7 +66,7 @@ fn options(headers: &HeaderMap, raw_query: Option<&str>) -> Result<Options> {
     })
 }
 
-async fn stream(
+pub(super) async fn stream(
     State(state): State<AppState>,
     Caller(actor): Caller,
     headers: HeaderMap,
@@ -92,14 +83,7 @@ async fn stream(
         tx,
     };
     tokio::spawn(pump.run(live, opts.last_event_id));
-    let body = ReceiverStream::new(rx).map(Ok::<_, Infallible>);
-    let keep_alive =
-        KeepAlive::new().interval(Duration::from_secs(state.settings.sse_keepalive_seconds));
-    let mut response = Sse::new(body).keep_alive(keep_alive).into_response();
-    let headers = response.headers_mut();
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    headers.insert("cache-control", HeaderValue::from_static("no-cache"));
-    Ok(response)
+    Ok(event_stream(&state, rx))
 }
 
 struct Pump {
