@@ -87,6 +87,49 @@ impl std::str::FromStr for Secret {
     }
 }
 
+/// `DATABASE_URL`: used as the text it is, but its `Debug` hides the password, so settings can
+/// be logged without leaking it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl std::ops::Deref for DatabaseUrl {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", crate::store::open::redact(&self.0))
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(DatabaseUrl(s.to_owned()))
+    }
+}
+
+impl From<&str> for DatabaseUrl {
+    fn from(url: &str) -> Self {
+        DatabaseUrl(url.to_owned())
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> Self {
+        DatabaseUrl(url)
+    }
+}
+
+impl PartialEq<&str> for DatabaseUrl {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 /// Whose REST writes share one rate-limit budget (`REST_RATE_LIMIT_BY`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RateLimitBy {
@@ -175,7 +218,7 @@ pub struct Settings {
         default_value = "sqlite://taskwire.db",
         hide_env_values = true
     )]
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
 
     /// Runs several processes as one (see Running several processes); needs a PostgreSQL
     /// `DATABASE_URL`, and is refused with SQLite. A process refuses to start when Redis does not
@@ -555,6 +598,11 @@ mod tests {
         assert_eq!(s.port, 5000);
         assert_eq!(s.host.to_string(), "127.0.0.1");
         assert_eq!(s.database_url, "sqlite://taskwire.db");
+        let mut with_password = s.clone();
+        with_password.database_url = "postgres://app:s3cret@db/tasks".into();
+        let shown = format!("{with_password:?}");
+        assert!(shown.contains("postgres://app:***@db/tasks"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
         assert_eq!(s.body_limit, 1_048_576);
         assert!(s.frontend_url.is_empty());
         assert_eq!(s.event_style, vec![EventStyle::Default]);

@@ -107,7 +107,7 @@ pub struct TestApp {
 pub fn settings_for(db: &TestDb) -> Settings {
     let mut settings = Settings::defaults();
     settings.port = 0;
-    settings.database_url = db.url.clone();
+    settings.database_url = db.url.clone().into();
     settings.shutdown_timeout_seconds = 5;
     // Tests hammer the server on purpose; the rate-limit tests turn limits back on.
     settings.rest_rate_limit = 0;

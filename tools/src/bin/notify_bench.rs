@@ -305,7 +305,7 @@ async fn start(webhook: Option<SocketAddr>, args: &Args) -> Running {
     let mut settings = Settings::defaults();
     settings.port = 0;
     settings.host = "127.0.0.1".parse().unwrap();
-    settings.database_url = format!("sqlite://{}/bench.db", dir.path().display());
+    settings.database_url = format!("sqlite://{}/bench.db", dir.path().display()).into();
     settings.rest_rate_limit = 0;
     settings.shutdown_timeout_seconds = 1;
     settings.jwt_secret = None;
@@ -319,7 +319,7 @@ async fn start(webhook: Option<SocketAddr>, args: &Args) -> Running {
             .unwrap(),
     );
     settings.notify_concurrency = args.notify_concurrency;
-    let db_url = settings.database_url.clone();
+    let db_url = settings.database_url.to_string();
     let app = Application::build(settings).await.expect("taskwire starts");
     let base = format!("http://{}", app.local_addr());
     let (stop, rx) = oneshot::channel();
