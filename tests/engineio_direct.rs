@@ -56,6 +56,11 @@ async fn sessions(http: &reqwest::Client, server: &Server) -> Sessions {
             .parse()
             .unwrap_or_else(|e| panic!("{prefix}{line} is not a count: {e}"))
     };
+    assert!(
+        text.lines()
+            .any(|line| line == "# TYPE taskwire_engineio_upgraded_direct_sessions gauge"),
+        "/metrics declares the upgraded-direct gauge:\n{text}"
+    );
     let upgraded = "taskwire_engineio_upgraded_direct_sessions ";
     let upgraded_direct = text
         .lines()

@@ -106,9 +106,8 @@ fn render_sessions(text: &mut String, counts: SessionCounts) {
     let upgraded = telemetry::metric::ENGINEIO_UPGRADED_DIRECT;
     let _ = writeln!(
         text,
-        "# HELP {upgraded} Direct WebSocket sessions that started on long-polling.
-         # TYPE {upgraded} gauge
-{upgraded} {}",
+        "# HELP {upgraded} Direct WebSocket sessions that started on long-polling.\n\
+         # TYPE {upgraded} gauge\n{upgraded} {}",
         counts.websocket_direct_upgraded
     );
 }
