@@ -281,8 +281,9 @@ where
     /// Uses a [`watch`](tokio::sync::watch) channel so only the latest volatile
     /// message is retained; subsequent volatile sends overwrite the previous one.
     ///
-    /// Direct WebSocket sessions have none: they have no queue to bypass.
-    volatile_tx: Option<watch::Sender<Option<PacketBuf>>>,
+    /// Direct WebSocket sessions have none: they have no queue to bypass. A session that
+    /// moves to the direct path drops its own ([`Socket::switch_to_direct`]).
+    volatile_tx: std::sync::Mutex<Option<watch::Sender<Option<PacketBuf>>>>,
 
     /// Internal channel to receive Pong [`Packets`](Packet) (v4 protocol) or Ping (v3 protocol) in the heartbeat job
     /// which is running in a separate task
@@ -340,7 +341,7 @@ where
             direct: direct.map(OnceLock::from).unwrap_or_default(),
             heartbeat_task: std::sync::Mutex::new(None),
 
-            volatile_tx,
+            volatile_tx: std::sync::Mutex::new(volatile_tx),
 
             heartbeat_rx: Mutex::new(heartbeat_rx),
             heartbeat_tx,
@@ -416,6 +417,11 @@ where
         });
         if switched {
             self.upgraded_direct.store(true, Ordering::Relaxed);
+            // Its receiver is gone; the channel's storage goes with the sender.
+            self.volatile_tx
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
         }
         switched
     }
@@ -720,13 +726,18 @@ where
     }
 
     pub(crate) fn send_volatile(&self, packets: PacketBuf) -> bool {
-        match &self.volatile_tx {
-            Some(_) if self.direct.get().is_some() => self.send_buf(packets).is_ok(),
-            Some(volatile_tx) => volatile_tx.send(Some(packets)).is_ok(),
-            // A direct session: without a queue to bypass, a volatile packet is one that is
-            // dropped when the connection's output is full.
-            None => self.send_buf(packets).is_ok(),
+        if self.direct.get().is_none() {
+            let volatile_tx = self
+                .volatile_tx
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(volatile_tx) = &*volatile_tx {
+                return volatile_tx.send(Some(packets)).is_ok();
+            }
         }
+        // A direct session: without a queue to bypass, a volatile packet is one that is
+        // dropped when the connection's output is full.
+        self.send_buf(packets).is_ok()
     }
 }
 
@@ -789,7 +800,7 @@ where
         let (internal_tx, internal_rx) = mpsc::channel(buffer_size);
         let (heartbeat_tx, heartbeat_rx) = mpsc::channel(1);
         let (volatile_tx, volatile_rx) = watch::channel(None);
-        let volatile_tx = Some(volatile_tx);
+        let volatile_tx = std::sync::Mutex::new(Some(volatile_tx));
 
         let sock = Self {
             id: sid,

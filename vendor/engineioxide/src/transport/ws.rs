@@ -398,8 +398,10 @@ async fn on_upgrade_direct<H: EngineIoHandler>(
     // The polling heartbeat task would otherwise live until its next tick; the reader's
     // `select!` runs the heartbeat from now on.
     socket.stop_heartbeat_task();
-    // A task of its own, so that the session does not carry this one's upgrade state.
-    tokio::spawn(run_upgraded_direct(engine, socket, conn, ws));
+    // A task of its own, so that the session does not carry this one's upgrade state. The
+    // stream is boxed: moved into the reader's future it would otherwise take its place in
+    // the task's state twice (as an argument and inside that future).
+    tokio::spawn(run_upgraded_direct(engine, socket, conn, Box::new(ws)));
 }
 
 /// The reader and heartbeat of a session that moved to the direct path, until it ends: as
@@ -408,8 +410,12 @@ async fn run_upgraded_direct<H: EngineIoHandler>(
     engine: Arc<EngineIo<H>>,
     socket: Arc<Socket<H::Data>>,
     conn: Arc<Conn>,
-    ws: WebSocketStream<ConnIo>,
+    mut ws: Box<WebSocketStream<ConnIo>>,
 ) {
+    // The stream keeps the waker of the last task that wrote through it (the `3probe`): a
+    // flush from this task replaces it, or the upgrade task's memory would stay allocated
+    // for as long as the session lasts. (`ConnIo` flushes at once.)
+    ws.flush().await.ok();
     let (interval, timeout) = (engine.config.ping_interval, engine.config.ping_timeout);
     let read = tokio::select! {
         biased;
