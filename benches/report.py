@@ -64,6 +64,8 @@ def row(r: dict) -> str:
     lost_text = f"{lost:,}" if lost == 0 else f"{lost:,} ({lost_pct:.1f} %)"
     cells = [
         r["label"],
+        # Reports from before the load generator had --transport were all WebSocket-only.
+        r.get("transport", "websocket"),
         num(r["clients"]),
         num(r["rate"], 0),
         num(r["delivery"]["p50_ms"]),
@@ -86,11 +88,11 @@ def row(r: dict) -> str:
 
 
 HEADER = (
-    "| server | clients | updates/s | p50 ms | p99 ms | p99 ms outside freezes | host freezes "
+    "| server | transport | clients | updates/s | p50 ms | p99 ms | p99 ms outside freezes | host freezes "
     "| p99.9 ms | max ms | lost | events/s "
     "| server CPU (cores) | CPU µs/event | RSS KiB/conn | connect p99 ms | ramp s "
     "| REST p99 ms | loadgen CPU (cores) |\n"
-    "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
 )
 
 
@@ -145,6 +147,34 @@ def targets(runs: dict) -> list:
     return lines
 
 
+def transport_targets(runs: dict) -> list:
+    """The targets for clients on the default transports, from the --transports sitting."""
+    ws5 = runs.get("transports-taskwire-websocket-10000-5")
+    up5 = runs.get("transports-taskwire-upgrade-10000-5")
+    up20 = runs.get("transports-taskwire-upgrade-10000-20")
+    lines = ["| target | upgrade | reference | met |", "|---|--:|--:|:-:|"]
+
+    def rss(r):
+        return ((r or {}).get("server") or {}).get("rss_per_conn_kib")
+
+    if up5 and ws5:
+        p, w = up5["delivery"]["p99_ms"], ws5["delivery"]["p99_ms"]
+        lines.append(f"| 10 000 × 5/s: p99 ≤ 1.15 × WebSocket-only | {p:,.1f} ms | 1.15 × {w:,.1f} = {1.15 * w:,.1f} ms | {verdict(p <= 1.15 * w)} |")
+    if up5:
+        p = up5["delivery"]["p99_ms"]
+        lines.append(f"| 10 000 × 5/s: p99 ≤ 200 ms | {p:,.1f} ms | 200 ms | {verdict(p <= 200)} |")
+        lines.append(f"| 10 000 × 5/s: zero loss | {up5['lost']:,} lost | 0 | {verdict(up5['lost'] == 0)} |")
+    if up20:
+        lines.append(f"| 10 000 × 20/s: zero loss | {up20['lost']:,} lost | 0 | {verdict(up20['lost'] == 0)} |")
+        p = up20["delivery"]["p99_ms"]
+        lines.append(f"| 10 000 × 20/s: p99 ≤ 400 ms | {p:,.1f} ms | 400 ms | {verdict(p <= 400)} |")
+    if rss(up5) and rss(ws5):
+        u, w = rss(up5), rss(ws5)
+        lines.append(f"| RSS/conn ≤ 1.1 × WebSocket-only | {u:.1f} KiB | 1.1 × {w:.1f} = {1.1 * w:.1f} KiB | {verdict(u <= 1.1 * w)} |")
+        lines.append(f"| stretch: RSS/conn ≤ 5 KiB, both transports | {u:.1f} / {w:.1f} KiB | 5 KiB | {verdict(max(u, w) <= 5)} |")
+    return lines if len(lines) > 2 else []
+
+
 def conditions(env: dict) -> str:
     return (
         f"Measured {env.get('date', '?')} on {env.get('cpu', '?')}, {env.get('memory', '?')} "
@@ -166,7 +196,7 @@ def section(title: str, env: dict) -> list:
     return lines
 
 
-def render(runs: dict, env: dict, ceiling_env: dict, repeats_env: dict) -> str:
+def render(runs: dict, env: dict, ceiling_env: dict, repeats_env: dict, transports_env: dict) -> str:
     out = [BEGIN, ""]
     out.append(conditions(env))
     out.append("")
@@ -179,8 +209,10 @@ def render(runs: dict, env: dict, ceiling_env: dict, repeats_env: dict) -> str:
     out.append(HEADER)
 
     def key(name):
-        m = re.match(r"(taskwire|node)-(\d+)-(\d+)$", name)
-        return (int(m.group(2)), int(m.group(3)), m.group(1) != "taskwire") if m else None
+        m = re.match(r"(taskwire|node)(?:-(upgrade))?-(\d+)-(\d+)$", name)
+        if not m:
+            return None
+        return (int(m.group(3)), int(m.group(4)), m.group(1) != "taskwire", m.group(2) or "")
 
     main = sorted((k for k in runs if key(k)), key=key)
     for name in main:
@@ -188,6 +220,17 @@ def render(runs: dict, env: dict, ceiling_env: dict, repeats_env: dict) -> str:
             out.append(row(runs[name]))
         else:
             out.append(f"| {name}: no result (the run failed) |")
+    sitting = sorted(
+        (k for k in runs if k.startswith("transports-")),
+        key=lambda k: (int(k.split("-")[4]), k.split("-")[1] != "taskwire", k.split("-")[2] != "websocket"),
+    )
+    if sitting:
+        out.extend(section("Transports side by side, 10 000 clients, one sitting (`benches/run.sh --transports`)", transports_env))
+        out.extend(transport_targets(runs))
+        out.append("")
+        out.append(HEADER)
+        for k in sitting:
+            out.append(row(runs[k]) if runs[k] else f"| {k}: no result (the run failed) |")
     rest = [k for k in runs if k.startswith("rest-")]
     if rest:
         out.append("")
@@ -248,6 +291,7 @@ def main() -> None:
         machine(results),
         machine(results, "machine-ceiling.env"),
         machine(results, "machine-repeats.env"),
+        machine(results, "machine-transports.env"),
     )
     text = target.read_text() if target.exists() else ""
     if BEGIN in text and END in text:

@@ -11,9 +11,19 @@
 #   benches/run.sh --repeats          # only taskwire at 10 000 × 5/s and 20/s, REPEATS times
 #                                     # each (default 3, about 6 minutes): how much runs vary
 #   benches/run.sh --quick            # N = 1 000 only, 5 s of updates: checks the tooling
+#   benches/run.sh --transports       # only 10 000 clients, each transport back to back in one
+#                                     # sitting: 5/s for every server, 20/s for taskwire
+#                                     # (about 8 minutes)
+#
+# Every cell is measured once per transport in TRANSPORTS ("websocket upgrade"): `websocket`
+# clients connect with `transports: ['websocket']`, `upgrade` clients as socket.io-client does
+# by default (long-polling, then the upgrade; see tools/src/bin/loadgen.rs). Result files are
+# named <server>-<clients>-<rate> for websocket and <server>-upgrade-<clients>-<rate> for
+# upgrade; the --transports sitting writes transports-<server>-<transport>-<clients>-<rate>.
 #
 # Environment: SECONDS_PER_RUN (updates phase, default 20), CLIENTS ("1000 5000 10000"),
-# RATES ("5 20"), SERVERS ("taskwire node"), KEEP_AWAKE (1: idle-priority spinners keep idle
+# RATES ("5 20"), SERVERS ("taskwire node"), TRANSPORTS ("websocket upgrade"), REST_CHECK (1:
+# the REST run of the full set), KEEP_AWAKE (1: idle-priority spinners keep idle
 # CPUs from halting, see benches/lib/common.sh). The load generator watches for machine freezes
 # (a virtual CPU descheduled by the host) and reports delivery p99 also without the events in
 # flight during one. Every run is bounded by the load generator's
@@ -26,8 +36,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 MODE=full
 CEILING=0
 REPEAT=0
+SITTING=0
 for arg in "$@"; do
   case "$arg" in
+    --transports) SITTING=1; MODE=none ;;
     --find-ceiling) CEILING=1 ;;
     --ceiling-only) CEILING=1; MODE=none ;;
     --repeats) REPEAT=1; MODE=none ;;
@@ -40,6 +52,8 @@ SECONDS_PER_RUN="${SECONDS_PER_RUN:-20}"
 CLIENTS="${CLIENTS:-1000 5000 10000}"
 RATES="${RATES:-5 20}"
 SERVERS="${SERVERS:-taskwire node}"
+TRANSPORTS="${TRANSPORTS:-websocket upgrade}"
+REST_CHECK="${REST_CHECK:-1}"
 # Unmeasured updates first, so Node's JIT (and any lazily grown buffer) is warm.
 WARMUP="${WARMUP:-10}"
 # Priority of the server and the load generator over whatever else runs on the machine (other
@@ -77,6 +91,7 @@ mkdir -p "$RESULTS"
 MACHINE_ENV=machine.env
 [[ "$MODE" == none ]] && MACHINE_ENV=machine-ceiling.env
 [[ "$REPEAT" == 1 ]] && MACHINE_ENV=machine-repeats.env
+[[ "$SITTING" == 1 ]] && MACHINE_ENV=machine-transports.env
 {
   echo "date=$(date -u +%Y-%m-%dT%H:%MZ)"
   echo "cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
@@ -126,12 +141,13 @@ start_server() {
   sleep 1 # let start-up work (migrations, JIT warm-up of module loading) finish
 }
 
-# One measurement: server kind, clients, rate, updates, result name. Prints the summary.
+# One measurement: server kind, clients, rate, updates, result name and the clients'
+# transport (websocket when not given). Prints the summary.
 measure() {
-  local kind="$1" n="$2" rate="$3" updates="$4" name="$5"
+  local kind="$1" n="$2" rate="$3" updates="$4" name="$5" transport="${6:-websocket}"
   start_server "$kind"
-  echo "==> $name: $kind, $n clients, $updates updates at $rate/s" >&2
-  timeout 300 nice -n "$NICE" taskset -c 1 "$LOADGEN" --url "$URL" --clients "$n" --updates "$updates" \
+  echo "==> $name: $kind, $n $transport clients, $updates updates at $rate/s" >&2
+  timeout 300 nice -n "$NICE" taskset -c 1 "$LOADGEN" --url "$URL" --transport "$transport" --clients "$n" --updates "$updates" \
     --rate "$rate" --warmup "$WARMUP" --drain 10 --duration 240 --server-pid "$SERVER_PID" --label "$kind" --json --freeze-probe \
     >"$RESULTS/$name.json" 2>"$TMP/summary.txt" || true
   cat "$TMP/summary.txt" >&2
@@ -157,11 +173,15 @@ if [[ "$MODE" != none ]]; then
   for n in $CLIENTS; do
     for rate in $RATES; do
       for kind in $SERVERS; do
-        measure_once_more "$kind" "$n" "$rate" $((rate * SECONDS_PER_RUN)) "$kind-$n-$rate"
+        for transport in $TRANSPORTS; do
+          name="$kind-$n-$rate"
+          [[ "$transport" == websocket ]] || name="$kind-$transport-$n-$rate"
+          measure_once_more "$kind" "$n" "$rate" $((rate * SECONDS_PER_RUN)) "$name" "$transport"
+        done
       done
     done
   done
-  if [[ "$MODE" == full ]]; then
+  if [[ "$MODE" == full && "$REST_CHECK" == 1 ]]; then
     # REST latency while 10 000 clients listen: 200 updates/s for 10 s on SQLite.
     measure_once_more taskwire 10000 200 2000 rest-taskwire-10000-200
   fi
@@ -175,6 +195,21 @@ r = json.load(open(sys.argv[1]))
 sys.exit(0 if r["lost"] == 0 and r["duplicates"] == 0 and r["delivery"]["p99_ms"] < 250 else 1)
 ' "$1" 2>/dev/null
 }
+
+if [[ "$SITTING" == 1 ]]; then
+  # The transports back to back at 10 000 clients, so their ratio is of one sitting: at 5/s
+  # for every server, at 20/s for taskwire (its zero-loss target; Node is in the full set).
+  rm -f "$RESULTS"/transports-*.json
+  for rate in 5 20; do
+    for kind in $SERVERS; do
+      [[ "$rate" == 5 || "$kind" == taskwire ]] || continue
+      for transport in $TRANSPORTS; do
+        measure_once_more "$kind" 10000 "$rate" $((rate * SECONDS_PER_RUN)) \
+          "transports-$kind-$transport-10000-$rate" "$transport"
+      done
+    done
+  done
+fi
 
 if [[ "$REPEAT" == 1 ]]; then
   # The two 10 000-client cells again, with the same settings: one run is not a distribution.

@@ -37,6 +37,10 @@ pub mod metric {
     /// straight into the connection by the vendored engine.io's flusher; `queue`: a packet
     /// queue and a writer task per session). Rendered per app at scrape time.
     pub const ENGINEIO_SESSIONS: &str = "taskwire_engineio_sessions";
+    /// Gauge of the `direct` WebSocket sessions that started on long-polling and moved to
+    /// the direct path when their upgrade completed (socket.io-client's default transports).
+    /// Rendered per app at scrape time.
+    pub const ENGINEIO_UPGRADED_DIRECT: &str = "taskwire_engineio_upgraded_direct_sessions";
     /// Gauge of open SSE streams.
     pub const SSE_STREAMS: &str = "taskwire_sse_streams";
     /// Counter of events pruned from the replay log.

@@ -5,7 +5,9 @@
 //! engine.io the upgraded `TcpStream` itself. Either can stop being true without any other
 //! test noticing: cargo builds the registry engineioxide when socketioxide moves past the
 //! vendored version (with only a "patch was not used" warning), and a different accept loop
-//! hides the `TcpStream`. These tests watch `/metrics` of the real binary while real
+//! hides the `TcpStream`. Sessions that start on long-polling and upgrade (socket.io-client's
+//! default) move to the direct path once the upgrade completes; a change to the upgrade can
+//! lose that just as silently. These tests watch `/metrics` of the real binary while real
 //! WebSocket clients are connected.
 
 mod common;
@@ -29,6 +31,8 @@ struct Sessions {
     polling: u64,
     websocket_queue: u64,
     websocket_direct: u64,
+    /// Of `websocket_direct`, the sessions upgraded from polling.
+    upgraded_direct: u64,
 }
 
 async fn sessions(http: &reqwest::Client, server: &Server) -> Sessions {
@@ -52,10 +56,24 @@ async fn sessions(http: &reqwest::Client, server: &Server) -> Sessions {
             .parse()
             .unwrap_or_else(|e| panic!("{prefix}{line} is not a count: {e}"))
     };
+    assert!(
+        text.lines()
+            .any(|line| line == "# TYPE taskwire_engineio_upgraded_direct_sessions gauge"),
+        "/metrics declares the upgraded-direct gauge:\n{text}"
+    );
+    let upgraded = "taskwire_engineio_upgraded_direct_sessions ";
+    let upgraded_direct = text
+        .lines()
+        .find_map(|line| line.strip_prefix(upgraded))
+        .unwrap_or_else(|| panic!("/metrics has no line {upgraded}…:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{upgraded} is not a count: {e}"));
     Sessions {
         polling: value("polling", "queue"),
         websocket_queue: value("websocket", "queue"),
         websocket_direct: value("websocket", "direct"),
+        upgraded_direct,
     }
 }
 
@@ -70,8 +88,8 @@ async fn wait_for_sessions(http: &reqwest::Client, server: &Server, expected: Se
         assert!(
             start.elapsed() < SETTLE,
             "engine.io sessions by write path: expected {expected:?}, /metrics says {seen:?}.\n\
-             A WebSocket session under write_path=\"queue\", or none at all, means the direct \
-             write path was not taken: check that `cargo tree -i engineioxide` shows \
+             A v4 WebSocket session under write_path=\"queue\", or none at all, means the \
+             direct write path was not taken (an upgraded one: see patch 6): check that `cargo tree -i engineioxide` shows \
              vendor/engineioxide for socketioxide (see vendor/engineioxide/PATCHES.md) and that \
              src/http/serve.rs still hands the TcpStream to the upgrade."
         );
@@ -126,8 +144,25 @@ async fn polling_then_upgrade(
     ws
 }
 
+/// A new Engine.IO v3 WebSocket session (socket.io-client 2.x with `transports:
+/// ['websocket']`): it keeps the queue and writer task, which shows that the metric tells the
+/// two paths apart.
+async fn v3_websocket(
+    server: &Server,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let url = format!("ws://{}/socket.io/?EIO=3&transport=websocket", addr(server));
+    let (mut ws, _) = connect_async(url).await.expect("websocket handshake");
+    let open = tokio::time::timeout(SETTLE, ws.next())
+        .await
+        .expect("the server sends the open packet")
+        .expect("the websocket stays open")
+        .expect("a websocket message");
+    assert!(open.to_text().unwrap_or("").starts_with("0{"), "{open:?}");
+    ws
+}
+
 #[tokio::test]
-async fn websocket_sessions_of_the_binary_take_the_direct_write_path_and_upgrades_do_not() {
+async fn websocket_sessions_of_the_binary_take_the_direct_write_path_upgraded_or_not() {
     let db = TestDb::new(Backend::Sqlite).await;
     let server = Server::start(&db.url, vec![]).await;
     // reqwest has rustls without a default provider; this process installs none otherwise.
@@ -140,28 +175,32 @@ async fn websocket_sessions_of_the_binary_take_the_direct_write_path_and_upgrade
             polling: 0,
             websocket_queue: 0,
             websocket_direct: 0,
+            upgraded_direct: 0,
         },
     )
     .await;
 
     // A session that starts on a WebSocket: the direct path.
     let direct = Client::connect(addr(&server), None).await;
-    // A session upgraded from polling keeps the queue and writer task, by design: it shows
-    // that the metric tells the two paths apart.
+    // A session upgraded from polling: the direct path too, once the upgrade completes.
     let upgraded = polling_then_upgrade(&http, &server).await;
+    // A new v3 WebSocket session keeps the queue.
+    let v3 = v3_websocket(&server).await;
     wait_for_sessions(
         &http,
         &server,
         Sessions {
             polling: 0,
             websocket_queue: 1,
-            websocket_direct: 1,
+            websocket_direct: 2,
+            upgraded_direct: 1,
         },
     )
     .await;
 
     direct.close().await;
     drop(upgraded);
+    drop(v3);
     wait_for_sessions(
         &http,
         &server,
@@ -169,6 +208,7 @@ async fn websocket_sessions_of_the_binary_take_the_direct_write_path_and_upgrade
             polling: 0,
             websocket_queue: 0,
             websocket_direct: 0,
+            upgraded_direct: 0,
         },
     )
     .await;

@@ -77,10 +77,11 @@ async fn metrics(Extension(sessions): Extension<SessionCloser>) -> impl IntoResp
     )
 }
 
-/// Appends this app's engine.io sessions by write path. Written from the app's own engine
-/// rather than through the process-wide recorder, which several apps in one process share.
-/// A WebSocket session counted under `write_path="queue"` means the direct write path of the
-/// vendored engine.io was not taken (see `vendor/engineioxide/PATCHES.md`).
+/// Appends this app's engine.io sessions by write path, and how many of the direct ones were
+/// upgraded from polling. Written from the app's own engine rather than through the
+/// process-wide recorder, which several apps in one process share. A v4 WebSocket session
+/// counted under `write_path="queue"` means the direct write path of the vendored engine.io
+/// was not taken (see `vendor/engineioxide/PATCHES.md`).
 fn render_sessions(text: &mut String, counts: SessionCounts) {
     let name = telemetry::metric::ENGINEIO_SESSIONS;
     if !text.is_empty() && !text.ends_with('\n') {
@@ -102,4 +103,11 @@ fn render_sessions(text: &mut String, counts: SessionCounts) {
             "{name}{{transport=\"{transport}\",write_path=\"{write_path}\"}} {count}"
         );
     }
+    let upgraded = telemetry::metric::ENGINEIO_UPGRADED_DIRECT;
+    let _ = writeln!(
+        text,
+        "# HELP {upgraded} Direct WebSocket sessions that started on long-polling.\n\
+         # TYPE {upgraded} gauge\n{upgraded} {}",
+        counts.websocket_direct_upgraded
+    );
 }

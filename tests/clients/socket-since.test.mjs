@@ -4,14 +4,16 @@
 // pruned (or is ahead of the log) gives `resync_required` and then live events.
 //
 // `seq` counts every REST change made on the main server, so it is the expected latest
-// sequence number at any point.
+// sequence number at any point. Clients run WebSocket-only, polling-only and with the default
+// transports (polling, then the upgrade to a WebSocket, after which the server writes the
+// session on its direct path): replay and live events must keep their order across it.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { rest, startServer, waitForMetric } from './server.mjs';
 import {
   TASK_EVENTS, assertErrorAck, assertSeqMeta, assertSingleArgEvents, assertTask, closeAll, connectV4Recorded, emitAck,
-  sleep, uniqueTitle, waitUntil,
+  sleep, transportName, uniqueTitle, waitUntil,
 } from './sockets.mjs';
 
 let srv;
@@ -38,6 +40,8 @@ async function connect(url, opts, label) {
 const taskEvents = (rec) => rec.log.filter((e) => TASK_EVENTS.includes(e.event));
 const seqs = (rec) => taskEvents(rec).map((e) => e.args[1]?.seq);
 const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+/** Client options for `transports` (an array, or 'default' for socket.io-client's own). */
+const withTransports = (transports, opts) => (transports === 'default' ? opts : { transports, ...opts });
 
 test('auth {since: 0} on a server with 3 prior changes: replays seq 1..3 (two args) then live 4', { timeout: 20_000 }, async () => {
   const title = uniqueTitle('since0');
@@ -47,9 +51,11 @@ test('auth {since: 0} on a server with 3 prior changes: replays seq 1..3 (two ar
   seq = 3;
 
   const clients = [];
-  for (const transports of [['websocket'], ['polling']]) {
-    const { rec } = await connect(srv.url, { transports, auth: { since: 0 } }, `since0 ${transports}`);
+  let upgrading;
+  for (const transports of [['websocket'], ['polling'], 'default']) {
+    const { socket, rec } = await connect(srv.url, withTransports(transports, { auth: { since: 0 } }), `since0 ${transports}`);
     clients.push(rec);
+    if (transports === 'default') upgrading = socket;
     await waitUntil(() => taskEvents(rec).length >= 3, 5_000, () => `${rec.label}: 3 replayed events, got ${taskEvents(rec).length}`);
     const ev = taskEvents(rec);
     assert.deepEqual(ev.map((e) => e.event), ['task_created', 'task_updated', 'task_updated'], rec.label);
@@ -58,6 +64,7 @@ test('auth {since: 0} on a server with 3 prior changes: replays seq 1..3 (two ar
     assertTask(ev[2].args[0], { id: t.id, assignee: 'carol', version: 3 }, `${rec.label} replayed update`);
   }
 
+  await waitUntil(() => transportName(upgrading) === 'websocket', 5_000, () => 'the default client upgraded to a WebSocket');
   await api.updateTask(t.id, { status: 'completed' });
   seq = 4;
   for (const rec of clients) {
@@ -73,14 +80,17 @@ test('a plain client gets 1 argument while a since client gets 2 for the same ev
   const plain = await connect(srv.url, { transports: ['websocket'] }, 'plain');
   const withSeq = await connect(srv.url, { transports: ['websocket'], auth: { since: seq } }, 'since=latest');
   const plainPolling = await connect(srv.url, { transports: ['polling'], auth: { token: 'ignored-without-jwt' } }, 'plain polling (auth without since)');
+  // Default transports: the changes below may arrive before, during or after the upgrade.
+  const withSeqDefault = await connect(srv.url, { auth: { since: seq } }, 'since=latest, default transports');
   await sleep(200);
   assert.equal(taskEvents(withSeq.rec).length, 0, 'since = latest replays nothing');
+  assert.equal(taskEvents(withSeqDefault.rec).length, 0, 'since = latest replays nothing (default transports)');
 
   const t = await api.createTask({ title: uniqueTitle('args') });
   seq += 1;
   await api.updateTask(t.id, { description: 'x' });
   seq += 1;
-  for (const c of [plain, withSeq, plainPolling]) await c.rec.waitForTask('task_updated', t.id, 2, 5_000);
+  for (const c of [plain, withSeq, plainPolling, withSeqDefault]) await c.rec.waitForTask('task_updated', t.id, 2, 5_000);
 
   assert.equal(assertSingleArgEvents(plain.rec), 2, 'plain: two task events');
   assert.equal(assertSingleArgEvents(plainPolling.rec), 2, 'plain polling: two task events');
@@ -92,6 +102,7 @@ test('a plain client gets 1 argument while a since client gets 2 for the same ev
   assert.deepEqual(ev[0].args[0], taskEvents(plain.rec)[0].args[0], 'same task JSON as the plain client');
   assert.deepEqual(ev[1].args[0], taskEvents(plain.rec)[1].args[0], 'same task JSON as the plain client');
   assert.ok(Date.parse(m2.at) >= Date.parse(m1.at), 'at is non-decreasing');
+  assert.deepEqual(seqs(withSeqDefault.rec), [seq - 1, seq], 'default transports: the same two events, in order');
   closeAll(sockets.splice(0));
 });
 

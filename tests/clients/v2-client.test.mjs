@@ -1,14 +1,15 @@
 // socket.io-client 2.5.0 (Engine.IO v3), installed as the npm alias `socket.io-client-v2`,
-// over websocket and over long-polling: receives the task events with exactly one argument
-// and can use create_task / update_task / delete_task with acks.
+// over websocket, over long-polling and with its default transports (polling, then the
+// upgrade to a WebSocket): receives the task events with exactly one argument and can use
+// create_task / update_task / delete_task with acks.
 
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { after, before, describe, test } from 'node:test';
-import { rest, startServer } from './server.mjs';
+import { metric, rest, scrapeMetrics, startServer } from './server.mjs';
 import {
   assertErrorAck, assertOkAck, assertSingleArgEvents, assertTask, closeAll, connectV2, emitAck, record, transportName,
-  uniqueTitle,
+  sleep, uniqueTitle, waitUntil,
 } from './sockets.mjs';
 
 const require = createRequire(import.meta.url);
@@ -34,25 +35,38 @@ test('the alias really is socket.io-client 2.5.0 speaking Engine.IO 3', () => {
   assert.equal(v2engine.version.split('.')[0], '3', 'socket.io-client 2.5.0 uses engine.io-client 3.x (EIO=3)');
 });
 
-for (const transport of ['websocket', 'polling']) {
+for (const transport of ['websocket', 'polling', 'default']) {
   describe(`socket.io-client 2.5.0 over ${transport}`, { timeout: 60_000 }, () => {
     let s;
     let rec;
     let observer;
     let observerRec;
+    const opts = transport === 'default' ? {} : { transports: [transport] };
+    // The default transports end on a WebSocket once the upgrade is done.
+    const expected = transport === 'default' ? 'websocket' : transport;
 
     before(async () => {
-      s = await connectV2(srv.url, { transports: [transport] });
-      observer = await connectV2(srv.url, { transports: [transport] });
+      s = await connectV2(srv.url, opts);
+      observer = await connectV2(srv.url, opts);
       sockets.push(s, observer);
       rec = record(s, `v2 ${transport}`);
       observerRec = record(observer, `v2 ${transport} observer`);
     });
 
-    test('connected with the requested transport', () => {
+    test('connected with the requested transport', async () => {
       assert.equal(s.connected, true);
-      assert.equal(transportName(s), transport);
+      await waitUntil(() => transportName(s) === expected && transportName(observer) === expected, 5_000,
+        () => `v2 ${transport}: on ${expected}, is on ${transportName(s)} / ${transportName(observer)}`);
       assert.equal(typeof s.id, 'string');
+      if (transport === 'default') {
+        // The server moved both upgraded Engine.IO v3 sessions to its direct write path.
+        let upgraded = 0;
+        for (let i = 0; i < 100 && upgraded < 2; i++) {
+          upgraded = metric(await scrapeMetrics(srv.url), 'taskwire_engineio_upgraded_direct_sessions');
+          if (upgraded < 2) await sleep(50);
+        }
+        assert.equal(upgraded, 2, 'upgraded sessions on the direct write path');
+      }
     });
 
     test('REST create/update/delete arrive as task_* events with one argument', async () => {

@@ -7,7 +7,12 @@
 //! ```sh
 //! cargo run --release -p taskwire-tools --bin loadgen -- --clients 1000 --updates 100 --rate 5
 //! cargo run --release -p taskwire-tools --bin loadgen -- --clients 50 --updates 20 --rate 20 --json --fail-on-loss
+//! cargo run --release -p taskwire-tools --bin loadgen -- --clients 1000 --transport upgrade
 //! ```
+//!
+//! `--transport websocket` (the default) connects as a client with `transports:
+//! ['websocket']`; `--transport upgrade` as socket.io-client with its default transports:
+//! long-polling first, then the upgrade to a WebSocket ([`upgrade`]).
 //!
 //! With `--server-pid` it also reads the server's RSS and CPU time from `/proc`. It stops by
 //! itself: `--duration` bounds the whole run, `--drain` the wait for late events. It only talks
@@ -15,7 +20,8 @@
 //!
 //! Layout: [`ws`] is a minimal WebSocket client (handshake, frames; only what Engine.IO needs,
 //! with one reusable read buffer per connection so a delivered event costs no allocation);
-//! `client` speaks Engine.IO v4 / Socket.IO v5 on top of it; `rest` sends the updates from
+//! `client` speaks Engine.IO v4 / Socket.IO v5 on top of it ([`upgrade`] adds the long-polling
+//! start and the upgrade, over raw HTTP/1.1); `rest` sends the updates from
 //! its own thread so a busy receive loop cannot delay (and so hide) them; `main` runs the
 //! phases and prints the report. All sockets live on one current-thread runtime.
 
@@ -37,6 +43,16 @@ use taskwire_tools::stall_probe::{self, StallProbe};
 /// A probe wake-up this late means a CPU was frozen (see `tools/src/stall_probe.rs`).
 const FREEZE: Duration = Duration::from_millis(10);
 
+/// How the clients reach their WebSocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Transport {
+    /// Straight to a WebSocket, as socket.io-client with `transports: ['websocket']`.
+    Websocket,
+    /// Long-polling, then the upgrade, as socket.io-client and ngx-socket-io by default.
+    Upgrade,
+}
+
 /// Command line of the load generator.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -51,6 +67,10 @@ struct Args {
     /// Socket.IO clients to open.
     #[arg(long, default_value_t = 1000)]
     clients: usize,
+    /// `websocket`: connect on a WebSocket; `upgrade`: the default socket.io-client sequence
+    /// (polling handshake, CONNECT by POST, WebSocket probe, pending poll answered, upgrade).
+    #[arg(long, value_enum, default_value = "websocket")]
+    transport: Transport,
     /// Task updates to make over REST.
     #[arg(long, default_value_t = 100)]
     updates: u64,
@@ -414,6 +434,8 @@ struct Shared {
     updates: u64,
     /// Title of the run's task, to recognise its `task_created`.
     title: String,
+    /// How clients reach their WebSocket.
+    transport: Transport,
 }
 
 /// How one client's connection attempt went.
@@ -432,8 +454,15 @@ async fn client(
     stop: CancellationToken,
     connect_timeout: Duration,
 ) {
+    let transport = shared.transport;
     let started = Instant::now();
-    let handshake = tokio::time::timeout(connect_timeout, handshake(addr, token, index)).await;
+    let handshake = tokio::time::timeout(connect_timeout, async {
+        match transport {
+            Transport::Websocket => handshake(addr, token, index).await,
+            Transport::Upgrade => upgrade::handshake(addr, token.as_deref(), index).await,
+        }
+    })
+    .await;
     let mut conn = match handshake {
         Ok(Ok(conn)) => {
             let us = started.elapsed().as_micros() as u64;
@@ -532,6 +561,174 @@ async fn handshake(
             )));
         } else if text == b"2" {
             conn.send_text(b"3").await?;
+        }
+    }
+}
+
+/// The sequence socket.io-client 4 runs with its default transports, over raw HTTP/1.1 on one
+/// keep-alive connection (as the browser's connection pool would reuse one) and then a
+/// WebSocket: the polling handshake (`GET`, open packet), the Socket.IO CONNECT by `POST`,
+/// polls until its reply arrives, one more poll left pending, the WebSocket with the `sid`,
+/// `2probe` → `3probe`, the pending poll answered (a noop), then `5`. The HTTP connection is
+/// closed once the session is on the WebSocket.
+mod upgrade {
+    use std::io;
+    use std::net::SocketAddr;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use crate::ws;
+
+    /// Engine.IO v4's separator between packets of a polling payload.
+    const SEPARATOR: u8 = 0x1e;
+
+    /// One keep-alive HTTP/1.1 connection that sends a request and reads its answer.
+    struct Http {
+        stream: TcpStream,
+        addr: SocketAddr,
+        buf: Vec<u8>,
+    }
+
+    impl Http {
+        async fn connect(addr: SocketAddr) -> io::Result<Http> {
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            Ok(Http {
+                stream,
+                addr,
+                buf: Vec::with_capacity(1024),
+            })
+        }
+
+        /// Writes a request without waiting for the answer.
+        async fn send(&mut self, method: &str, path: &str, body: &[u8]) -> io::Result<()> {
+            let head = format!(
+                "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain;charset=UTF-8\r\n\
+                 Content-Length: {}\r\n\r\n",
+                self.addr,
+                body.len()
+            );
+            let mut request = head.into_bytes();
+            request.extend_from_slice(body);
+            self.stream.write_all(&request).await
+        }
+
+        /// Reads one answer (with `Content-Length`, as engine.io sends them); its body.
+        async fn answer(&mut self) -> io::Result<Vec<u8>> {
+            loop {
+                if let Some(pos) = memchr::memmem::find(&self.buf, b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&self.buf[..pos]).into_owned();
+                    if !head.starts_with("HTTP/1.1 200") {
+                        let line = head.lines().next().unwrap_or_default();
+                        return Err(io::Error::other(format!("polling request: {line}")));
+                    }
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            let (name, value) = l.split_once(':')?;
+                            name.eq_ignore_ascii_case("content-length")
+                                .then(|| value.trim().parse().ok())?
+                        })
+                        .ok_or_else(|| io::Error::other("polling answer without a length"))?;
+                    let end = pos + 4 + length;
+                    if self.buf.len() >= end {
+                        let body = self.buf[pos + 4..end].to_vec();
+                        self.buf.drain(..end);
+                        return Ok(body);
+                    }
+                }
+                let mut chunk = [0u8; 2048];
+                let n = self.stream.read(&mut chunk).await?;
+                if n == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                self.buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+
+        async fn request(&mut self, method: &str, path: &str, body: &[u8]) -> io::Result<Vec<u8>> {
+            self.send(method, path, body).await?;
+            self.answer().await
+        }
+    }
+
+    /// Runs the sequence; the WebSocket once the session is upgraded and connected.
+    pub async fn handshake(
+        addr: SocketAddr,
+        token: Option<&str>,
+        index: u32,
+    ) -> io::Result<ws::Conn> {
+        let mut http = Http::connect(addr).await?;
+        let open = http
+            .request("GET", "/socket.io/?EIO=4&transport=polling", b"")
+            .await?;
+        let sid = open
+            .strip_prefix(b"0")
+            .and_then(|json| serde_json::from_slice::<serde_json::Value>(json).ok())
+            .and_then(|open| open["sid"].as_str().map(str::to_owned))
+            .ok_or_else(|| {
+                io::Error::other(format!(
+                    "no open packet: {}",
+                    String::from_utf8_lossy(&open)
+                ))
+            })?;
+        let poll = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+        let connect = match token {
+            Some(t) => format!("40{}", serde_json::json!({ "token": t })),
+            None => "40".to_owned(),
+        };
+        expect_ok(http.request("POST", &poll, connect.as_bytes()).await?)?;
+        // Poll until the CONNECT reply, answering the heartbeat's ping on the way.
+        let mut connected = false;
+        while !connected {
+            let payload = http.request("GET", &poll, b"").await?;
+            let mut pong = false;
+            for packet in payload.split(|b| *b == SEPARATOR) {
+                if packet.starts_with(b"40") {
+                    connected = true;
+                } else if packet.starts_with(b"44") {
+                    return Err(io::Error::other(format!(
+                        "connect refused: {}",
+                        String::from_utf8_lossy(packet)
+                    )));
+                } else if packet == b"2" {
+                    pong = true;
+                }
+            }
+            if pong {
+                expect_ok(http.request("POST", &poll, b"3").await?)?;
+            }
+        }
+        // The poll engine.io-client keeps open while it probes the WebSocket.
+        http.send("GET", &poll, b"").await?;
+        let path = format!("/socket.io/?EIO=4&transport=websocket&sid={sid}");
+        let mut conn = ws::Conn::connect(addr, &path, index).await?;
+        conn.send_text(b"2probe").await?;
+        loop {
+            let ws::Message::Text(range) = conn.next_message().await? else {
+                return Err(io::Error::other("closed during the probe"));
+            };
+            if conn.payload(range) == b"3probe" {
+                break;
+            }
+        }
+        // The server answers the pending poll once the probe began (with a noop, or with
+        // packets that were waiting): the client upgrades only after that answer.
+        http.answer().await?;
+        conn.send_text(b"5").await?;
+        drop(http);
+        Ok(conn)
+    }
+
+    fn expect_ok(body: Vec<u8>) -> io::Result<()> {
+        if body == b"ok" {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "POST answered {}",
+                String::from_utf8_lossy(&body)
+            )))
         }
     }
 }
@@ -746,6 +943,8 @@ fn rest_client(token: Option<&str>) -> reqwest::Client {
 #[derive(Debug, Serialize)]
 struct Report {
     label: String,
+    /// How the clients reached their WebSocket.
+    transport: Transport,
     clients: usize,
     updates: u64,
     rate: f64,
@@ -879,6 +1078,7 @@ async fn run(args: Args) -> Result<Report, String> {
         dropped: Cell::new(0),
         updates: args.updates,
         title: title.clone(),
+        transport: args.transport,
     });
     let stop = CancellationToken::new();
     let token: Option<Rc<str>> = args.token.as_deref().map(Rc::from);
@@ -1047,6 +1247,7 @@ async fn run(args: Args) -> Result<Report, String> {
     let rest_outside_freezes = rest.latency_clear.as_ref().map(Percentiles::of);
     Ok(Report {
         label: args.label,
+        transport: args.transport,
         clients: args.clients,
         updates: args.updates,
         rate: args.rate,
@@ -1104,13 +1305,14 @@ fn loopback_addr(base: &str) -> Result<SocketAddr, String> {
 /// The human summary.
 fn summary(r: &Report) -> String {
     let mut s = format!(
-        "{label}: {clients} clients ({connected} connected, {failures} failed, ramp {ramp:.1} s, \
+        "{label} ({transport:?}): {clients} clients ({connected} connected, {failures} failed, ramp {ramp:.1} s, \
          connect p50 {cp50:.1} ms p99 {cp99:.1} ms), {updates} updates at {rate}/s\n\
          delivery: {received}/{expected} received, {lost} lost, {dup} duplicates, {dropped} \
          connections dropped; latency p50 {p50:.1} ms, p90 {p90:.1}, p99 {p99:.1}, p99.9 {p999:.1}, \
          max {max:.1} ms; {rate_ev:.0} events/s\n\
          REST: {sent} sent, {errs} errors, p50 {rp50:.1} ms, p99 {rp99:.1} ms, max {rmax:.1} ms\n",
         label = r.label,
+        transport = r.transport,
         clients = r.clients,
         connected = r.connected,
         failures = r.connect_failures,

@@ -30,11 +30,15 @@ pub struct SessionCounts {
     /// Sessions on HTTP long-polling, including those in the middle of a WebSocket upgrade.
     pub polling: usize,
     /// WebSocket sessions written through a packet queue and a writer task of their own:
-    /// upgrades from polling, Engine.IO v3, and streams other than a plain `TcpStream`.
+    /// new Engine.IO v3 WebSocket sessions, and streams other than a plain `TcpStream`.
     pub websocket_queued: usize,
     /// WebSocket sessions whose packets are framed straight into the connection's buffer and
-    /// written by the engine's flusher (see `PATCHES.md`, patch 2).
+    /// written by the engine's flusher (see `PATCHES.md`, patches 2 and 6), whether they
+    /// started on the WebSocket or upgraded from polling.
     pub websocket_direct: usize,
+    /// Of `websocket_direct`, the sessions that started on polling and moved to the direct
+    /// path when their upgrade completed (patch 6).
+    pub websocket_direct_upgraded: usize,
 }
 
 impl std::ops::AddAssign for SessionCounts {
@@ -42,6 +46,7 @@ impl std::ops::AddAssign for SessionCounts {
         self.polling += other.polling;
         self.websocket_queued += other.websocket_queued;
         self.websocket_direct += other.websocket_direct;
+        self.websocket_direct_upgraded += other.websocket_direct_upgraded;
     }
 }
 

@@ -82,7 +82,7 @@ impl<H: EngineIoHandler> EngineIo<H> {
             supports_binary,
             direct,
         );
-        if socket.direct.is_some() {
+        if socket.direct.get().is_some() {
             // The open packet must be the connection's first, before anything `on_connect`
             // sends; the general transports send it themselves.
             let open = make_open_packet(transport, socket.id, &self.config);
@@ -189,8 +189,11 @@ impl<H: EngineIoHandler> CloseSessions for EngineIo<H> {
         let sockets = self.sockets.read().unwrap();
         let mut counts = SessionCounts::default();
         for socket in sockets.values() {
-            if socket.direct.is_some() {
+            if socket.direct.get().is_some() {
                 counts.websocket_direct += 1;
+                if socket.was_upgraded() {
+                    counts.websocket_direct_upgraded += 1;
+                }
             } else if socket.is_ws() {
                 counts.websocket_queued += 1;
             } else {

@@ -23,6 +23,7 @@ pub(crate) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
             reserved: 0,
             capacity,
             receiver_closed: false,
+            diverted: false,
             sender_dropped: false,
             receiver_waker: None,
             senders_waiting: 0,
@@ -51,6 +52,8 @@ struct State<T> {
     reserved: usize,
     capacity: usize,
     receiver_closed: bool,
+    /// Set by [`Receiver::divert`]: values now go elsewhere, and are handed back.
+    diverted: bool,
     sender_dropped: bool,
     receiver_waker: Option<Waker>,
     senders_waiting: usize,
@@ -81,6 +84,11 @@ impl<T> State<T> {
     fn full(&self) -> bool {
         self.queue.len() + self.reserved >= self.capacity
     }
+
+    /// Whether no value is taken any more: closed, or diverted.
+    fn refusing(&self) -> bool {
+        self.receiver_closed || self.diverted
+    }
 }
 
 /// The sending half; there is exactly one per queue.
@@ -94,13 +102,18 @@ pub(crate) struct Permit<'a, T> {
 }
 
 impl<T> Permit<'_, T> {
-    /// Queues the value in the reserved place.
-    pub(crate) fn send(self, value: T) {
+    /// Queues the value in the reserved place. If the queue was diverted since the place
+    /// was reserved, the value is handed back, to be sent where the values go now.
+    pub(crate) fn send(self, value: T) -> Result<(), T> {
         let shared = self.shared;
         std::mem::forget(self);
         let mut state = shared.lock();
         state.reserved -= 1;
+        if state.diverted {
+            return Err(value);
+        }
         shared.push(state, value);
+        Ok(())
     }
 }
 
@@ -120,7 +133,7 @@ impl<T> Sender<T> {
     /// Queues a value if there is room.
     pub(crate) fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
         let state = self.shared.lock();
-        if state.receiver_closed {
+        if state.refusing() {
             return Err(TrySendError::Closed(value));
         }
         if state.full() {
@@ -133,7 +146,7 @@ impl<T> Sender<T> {
     /// Reserves a place for one value if there is room.
     pub(crate) fn try_reserve(&self) -> Result<Permit<'_, T>, TrySendError<()>> {
         let mut state = self.shared.lock();
-        if state.receiver_closed {
+        if state.refusing() {
             return Err(TrySendError::Closed(()));
         }
         if state.full() {
@@ -154,7 +167,7 @@ impl<T> Sender<T> {
             room.as_mut().enable();
             {
                 let mut state = self.shared.lock();
-                if state.receiver_closed {
+                if state.refusing() {
                     return Err(SendError(value));
                 }
                 if !state.full() {
@@ -269,6 +282,23 @@ impl<T> Receiver<T> {
         }
     }
 
+    /// Hands every queued value to `take` and, from then on, refuses values the way a closed
+    /// queue does (`Closed`, a diverted [`Permit`] hands its value back) without closing: the
+    /// sender is not told the queue is closed. `take` runs under the queue's lock, so a
+    /// sender that is refused sees whatever `take` set up to send its values elsewhere, and
+    /// nothing sent after `take` can overtake what it was given. The queue's storage is
+    /// released.
+    pub(crate) fn divert(&mut self, take: impl FnOnce(VecDeque<T>)) {
+        let mut state = self.shared.lock();
+        state.diverted = true;
+        take(std::mem::take(&mut state.queue));
+        let wake_senders = state.senders_waiting > 0;
+        drop(state);
+        if wake_senders {
+            self.shared.room.notify_waiters();
+        }
+    }
+
     /// Refuses further values; those already queued can still be received.
     pub(crate) fn close(&mut self) {
         let mut state = self.shared.lock();
@@ -310,7 +340,7 @@ mod tests {
         let permit = tx.try_reserve().unwrap();
         assert!(matches!(tx.try_send(3), Err(TrySendError::Full(3))));
         assert!(matches!(tx.try_reserve(), Err(TrySendError::Full(()))));
-        permit.send(2);
+        permit.send(2).unwrap();
         assert_eq!(rx.recv().await, Some(1));
         assert_eq!(rx.try_recv().unwrap(), 2);
         assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
@@ -370,6 +400,26 @@ mod tests {
         assert!(matches!(tx.try_send(2), Err(TrySendError::Closed(2))));
         assert_eq!(rx.recv().await, Some(1), "queued values survive the close");
         assert_eq!(rx.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn diverting_hands_over_the_queue_in_order_and_refuses_later_values() {
+        let (tx, mut rx) = channel::<u32>(4);
+        tx.try_send(1).unwrap();
+        let permit = tx.try_reserve().unwrap();
+        tx.try_send(2).unwrap();
+        let mut taken = Vec::new();
+        rx.divert(|queued| taken.extend(queued));
+        assert_eq!(taken, [1, 2]);
+        assert!(matches!(tx.try_send(3), Err(TrySendError::Closed(3))));
+        assert!(matches!(tx.try_reserve(), Err(TrySendError::Closed(()))));
+        assert_eq!(
+            permit.send(4),
+            Err(4),
+            "a permit from before hands its value back"
+        );
+        assert!(!tx.is_closed(), "a diverted queue is not closed");
+        assert!(matches!(tx.send(5).await, Err(SendError(5))));
     }
 
     #[tokio::test]

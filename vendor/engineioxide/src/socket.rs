@@ -58,7 +58,7 @@ use std::{
     collections::VecDeque,
     fmt::Debug,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicBool, AtomicU8, Ordering},
     },
     time::Duration,
@@ -116,14 +116,23 @@ pub struct Permit<'a> {
 }
 
 enum PermitInner<'a> {
-    Queue(mpsc::Permit<'a, PacketBuf>),
+    /// A place in the queue, and where the session's packets go if it moves to the direct
+    /// path before the permit is used.
+    Queue(mpsc::Permit<'a, PacketBuf>, &'a OnceLock<Arc<Conn>>),
     Direct(DirectPermit<'a>),
 }
 
 impl PermitInner<'_> {
     fn send(self, packets: PacketBuf) {
         match self {
-            PermitInner::Queue(permit) => permit.send(packets),
+            PermitInner::Queue(permit, direct) => {
+                if let Err(packets) = permit.send(packets)
+                    && let Some(conn) = direct.get()
+                {
+                    // The place was reserved, so the packet was as good as accepted.
+                    conn.send_accepted(packets);
+                }
+            }
             PermitInner::Direct(permit) => permit.send(packets),
         }
     }
@@ -239,6 +248,9 @@ where
     /// Whether the socket is currently upgrading to a new transport.
     upgrading: AtomicBool,
 
+    /// Whether the session started on polling and moved to the direct path on its upgrade.
+    upgraded_direct: AtomicBool,
+
     /// Channel to send [`PacketBuf`] to the connection
     ///
     /// It is used and managed by the [`EngineIo`](crate::engine) struct depending on the transport type
@@ -255,16 +267,23 @@ where
     /// Channel to send [PacketBuf] to the internal connection
     pub(crate) internal_tx: mpsc::Sender<PacketBuf>,
 
-    /// For a session that started on a plain TCP WebSocket: the connection packets are
-    /// framed into directly, instead of `internal_tx`.
-    pub(crate) direct: Option<Arc<Conn>>,
+    /// For a WebSocket session over plain TCP: the connection packets are framed into
+    /// directly, instead of `internal_tx`. Set when the session is created on a WebSocket,
+    /// or when a session that started on polling completes its upgrade
+    /// ([`Socket::switch_to_direct`]).
+    pub(crate) direct: OnceLock<Arc<Conn>>,
+
+    /// The heartbeat task of a session that has one (polling, queue path), so that a session
+    /// moving to the direct path, whose reader runs the heartbeat, can end it at once.
+    heartbeat_task: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
 
     /// Channel to send volatile [PacketBuf]s that bypass the internal buffer.
     /// Uses a [`watch`](tokio::sync::watch) channel so only the latest volatile
     /// message is retained; subsequent volatile sends overwrite the previous one.
     ///
-    /// Direct WebSocket sessions have none: they have no queue to bypass.
-    volatile_tx: Option<watch::Sender<Option<PacketBuf>>>,
+    /// Direct WebSocket sessions have none: they have no queue to bypass. A session that
+    /// moves to the direct path drops its own ([`Socket::switch_to_direct`]).
+    volatile_tx: std::sync::Mutex<Option<watch::Sender<Option<PacketBuf>>>>,
 
     /// Internal channel to receive Pong [`Packets`](Packet) (v4 protocol) or Ping (v3 protocol) in the heartbeat job
     /// which is running in a separate task
@@ -315,12 +334,14 @@ where
             protocol,
             transport: AtomicU8::new(transport as u8),
             upgrading: AtomicBool::new(false),
+            upgraded_direct: AtomicBool::new(false),
 
             internal_rx: Mutex::new(InternalRx::new(internal_rx, volatile_rx)),
             internal_tx,
-            direct,
+            direct: direct.map(OnceLock::from).unwrap_or_default(),
+            heartbeat_task: std::sync::Mutex::new(None),
 
-            volatile_tx,
+            volatile_tx: std::sync::Mutex::new(volatile_tx),
 
             heartbeat_rx: Mutex::new(heartbeat_rx),
             heartbeat_tx,
@@ -351,10 +372,82 @@ where
     // The error hands the packets back, as tokio's `try_send` does.
     #[allow(clippy::result_large_err)]
     fn send_buf(&self, packets: PacketBuf) -> Result<(), TrySendError<PacketBuf>> {
-        match &self.direct {
-            Some(conn) => conn.send(packets, false),
-            None => self.internal_tx.try_send(packets),
+        if let Some(conn) = self.direct.get() {
+            return conn.send(packets, false);
         }
+        match self.internal_tx.try_send(packets) {
+            // The queue was diverted since `direct` was read: the session is direct now.
+            Err(TrySendError::Closed(packets)) => match self.direct.get() {
+                Some(conn) => conn.send(packets, false),
+                None => Err(TrySendError::Closed(packets)),
+            },
+            other => other,
+        }
+    }
+
+    /// Moves a session that started on polling onto the direct write path of `conn`, once
+    /// its upgrade to a WebSocket is complete; `rx` is the session's receiver, locked by the
+    /// upgrade. What the polling transport still held (the packet a poll peeked and put back,
+    /// the queue's packets, a pending volatile packet) is framed into `conn` first, in order;
+    /// everything sent from then on follows it. The queue's storage and the volatile receiver
+    /// are released. Returns false if the session was direct already.
+    pub(crate) fn switch_to_direct(&self, conn: Arc<Conn>, rx: &mut InternalRx) -> bool {
+        if self.direct.get().is_some() {
+            return false;
+        }
+        let peeked = rx.peeked_packet.take();
+        let volatile = std::mem::replace(&mut rx.volatile_rx, idle_volatile_rx());
+        let mut switched = false;
+        rx.buffered_rx.divert(|queued| {
+            let accepted = peeked.map(|p| *p).into_iter().chain(queued);
+            for packets in accepted {
+                if packets.iter().all(|p| matches!(p, Packet::Noop)) {
+                    // The upgrade's answer to a pending poll, never written to a WebSocket.
+                    continue;
+                }
+                conn.send_accepted(packets);
+            }
+            if volatile.has_changed().unwrap_or(false)
+                && let Some(packets) = volatile.borrow().clone()
+            {
+                conn.send_accepted(packets);
+            }
+            // Under the queue's lock: a sender the queue refuses from now on finds `direct`.
+            switched = self.direct.set(conn).is_ok();
+        });
+        if switched {
+            self.upgraded_direct.store(true, Ordering::Relaxed);
+            // Its receiver is gone; the channel's storage goes with the sender.
+            self.volatile_tx
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+        }
+        switched
+    }
+
+    /// Whether the session started on polling and moved to the direct write path.
+    pub(crate) fn was_upgraded(&self) -> bool {
+        self.upgraded_direct.load(Ordering::Relaxed)
+    }
+
+    /// Ends the heartbeat task, if the session has one; its job is then free to run
+    /// elsewhere once [`Socket::heartbeat_job`] can lock the pong receiver again.
+    pub(crate) fn stop_heartbeat_task(&self) {
+        let task = self
+            .heartbeat_task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            task.abort();
+        }
+    }
+
+    /// Waits until no heartbeat job holds the pong receiver (an aborted task releases it
+    /// when the runtime drops it).
+    pub(crate) async fn heartbeat_released(&self) {
+        drop(self.heartbeat_rx.lock().await);
     }
 
     pub(crate) fn is_upgrading(&self) -> bool {
@@ -369,8 +462,9 @@ where
     /// Keep a handle to the job so that it can be aborted when the socket is closed
     pub(crate) fn spawn_heartbeat(self: Arc<Self>, interval: Duration, timeout: Duration) {
         let cancellation_token = self.cancellation_token.clone();
+        let socket = self.clone();
 
-        tokio::spawn(
+        let task = tokio::spawn(
             cancellation_token
                 .run_until_cancelled_owned(async move {
                     if let Err(_e) = self.heartbeat_job(interval, timeout).await {
@@ -384,6 +478,10 @@ where
                     tracing::debug!(aborted = _v.is_none(), "heartbeat job completed");
                 }),
         );
+        *socket
+            .heartbeat_task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task.abort_handle());
     }
 
     /// Heartbeat is sent every `interval` milliseconds by the client and the server `is` expected to respond within `timeout` milliseconds.
@@ -509,12 +607,21 @@ where
     /// If the socket is closed, the function will return a [`TrySendError::Closed`] error.
     #[inline]
     pub fn reserve(&self) -> Result<Permit<'_>, TrySendError<()>> {
-        let inner = match &self.direct {
-            Some(conn) => {
-                conn.try_reserve()?;
-                PermitInner::Direct(DirectPermit(conn))
-            }
-            None => PermitInner::Queue(self.internal_tx.try_reserve()?),
+        fn direct(conn: &Arc<Conn>) -> Result<PermitInner<'_>, TrySendError<()>> {
+            conn.try_reserve()?;
+            Ok(PermitInner::Direct(DirectPermit(conn)))
+        }
+        let inner = match self.direct.get() {
+            Some(conn) => direct(conn)?,
+            None => match self.internal_tx.try_reserve() {
+                Ok(permit) => PermitInner::Queue(permit, &self.direct),
+                // Diverted since `direct` was read: the session is direct now.
+                Err(TrySendError::Closed(())) => match self.direct.get() {
+                    Some(conn) => direct(conn)?,
+                    None => return Err(TrySendError::Closed(())),
+                },
+                Err(e) => return Err(e),
+            },
         };
         Ok(Permit { inner })
     }
@@ -619,12 +726,18 @@ where
     }
 
     pub(crate) fn send_volatile(&self, packets: PacketBuf) -> bool {
-        match &self.volatile_tx {
-            Some(volatile_tx) => volatile_tx.send(Some(packets)).is_ok(),
-            // A direct session: without a queue to bypass, a volatile packet is one that is
-            // dropped when the connection's output is full.
-            None => self.send_buf(packets).is_ok(),
+        if self.direct.get().is_none() {
+            let volatile_tx = self
+                .volatile_tx
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(volatile_tx) = &*volatile_tx {
+                return volatile_tx.send(Some(packets)).is_ok();
+            }
         }
+        // A direct session: without a queue to bypass, a volatile packet is one that is
+        // dropped when the connection's output is full.
+        self.send_buf(packets).is_ok()
     }
 }
 
@@ -687,17 +800,19 @@ where
         let (internal_tx, internal_rx) = mpsc::channel(buffer_size);
         let (heartbeat_tx, heartbeat_rx) = mpsc::channel(1);
         let (volatile_tx, volatile_rx) = watch::channel(None);
-        let volatile_tx = Some(volatile_tx);
+        let volatile_tx = std::sync::Mutex::new(Some(volatile_tx));
 
         let sock = Self {
             id: sid,
             protocol: ProtocolVersion::V4,
             transport: AtomicU8::new(TransportType::Websocket as u8),
             upgrading: AtomicBool::new(false),
+            upgraded_direct: AtomicBool::new(false),
 
             internal_rx: Mutex::new(InternalRx::new(internal_rx, volatile_rx)),
             internal_tx,
-            direct: None,
+            direct: OnceLock::new(),
+            heartbeat_task: std::sync::Mutex::new(None),
 
             volatile_tx,
 

@@ -23,7 +23,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use engineioxide_core::{Packet, PacketBuf};
+use engineioxide_core::{Packet, PacketBuf, ProtocolVersion};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -110,13 +110,21 @@ pub(crate) struct Conn {
     out: Mutex<Out>,
     flusher: Arc<Flusher>,
     capacity: usize,
+    /// Engine.IO v3 (a session upgraded from polling by socket.io-client 2.x): binary
+    /// frames start with the packet type.
+    v3: bool,
     /// Wakes the session's reader when the connection is closed by a failed write.
     closed: Notify,
 }
 
 impl Conn {
     /// Wraps an upgraded TCP stream; `capacity` is the most packets that may wait unwritten.
-    pub(crate) fn new(tcp: TcpStream, flusher: Arc<Flusher>, capacity: usize) -> Arc<Self> {
+    pub(crate) fn new(
+        tcp: TcpStream,
+        flusher: Arc<Flusher>,
+        capacity: usize,
+        protocol: ProtocolVersion,
+    ) -> Arc<Self> {
         flusher.ensure_started();
         Arc::new(Conn {
             tcp,
@@ -129,6 +137,7 @@ impl Conn {
             }),
             flusher,
             capacity,
+            v3: protocol == ProtocolVersion::V3,
             closed: Notify::new(),
         })
     }
@@ -175,11 +184,26 @@ impl Conn {
             return Err(TrySendError::Full(packets));
         }
         for packet in packets {
-            encode(packet, &mut out.buf);
+            encode(packet, self.v3, &mut out.buf);
         }
         out.packets += 1;
         self.schedule(out);
         Ok(())
+    }
+
+    /// Frames and queues packets that were already accepted elsewhere (by the session's
+    /// queue before it moved to this connection), whatever room is left: refusing them now
+    /// would lose packets the sender was told were sent.
+    pub(crate) fn send_accepted(self: &Arc<Self>, packets: PacketBuf) {
+        let mut out = self.out();
+        if out.closed {
+            return;
+        }
+        for packet in packets {
+            encode(packet, self.v3, &mut out.buf);
+        }
+        out.packets += 1;
+        self.schedule(out);
     }
 
     /// Queues bytes that are already framed (tungstenite's own replies).
@@ -325,13 +349,19 @@ impl Conn {
 }
 
 /// Appends one engine.io packet as one WebSocket frame (server frames are not masked).
-fn encode(packet: Packet, buf: &mut Vec<u8>) {
+fn encode(packet: Packet, v3: bool, buf: &mut Vec<u8>) {
     match packet {
         Packet::Noop => {}
         Packet::Message(msg) => {
             header(buf, OPCODE_TEXT, msg.len() + 1);
             buf.push(b'4');
             buf.extend_from_slice(msg.as_bytes());
+        }
+        Packet::Binary(bin) | Packet::BinaryV3(bin) if v3 => {
+            // Engine.IO v3 puts the packet type (4, message) first in a binary frame.
+            header(buf, OPCODE_BINARY, bin.len() + 1);
+            buf.push(0x04);
+            buf.extend_from_slice(&bin);
         }
         Packet::Binary(bin) | Packet::BinaryV3(bin) => {
             header(buf, OPCODE_BINARY, bin.len());
@@ -440,26 +470,39 @@ mod tests {
     #[test]
     fn frames_carry_the_engine_io_type_and_the_right_length_form() {
         let mut buf = Vec::new();
-        encode(Packet::Message("hi".into()), &mut buf);
+        encode(Packet::Message("hi".into()), false, &mut buf);
         assert_eq!(buf, [0x81, 3, b'4', b'h', b'i']);
 
         let mut buf = Vec::new();
         let long = "x".repeat(300);
-        encode(Packet::Message(long.clone().into()), &mut buf);
+        encode(Packet::Message(long.clone().into()), false, &mut buf);
         assert_eq!(&buf[..4], &[0x81, 126, 1, 45]);
         assert_eq!(buf.len(), 4 + 301);
 
         let mut buf = Vec::new();
         let huge = "y".repeat(70_000);
-        encode(Packet::Message(huge.into()), &mut buf);
+        encode(Packet::Message(huge.into()), false, &mut buf);
         assert_eq!(&buf[..2], &[0x81, 127]);
         assert_eq!(u64::from_be_bytes(buf[2..10].try_into().unwrap()), 70_001);
 
         let mut buf = Vec::new();
-        encode(Packet::Ping, &mut buf);
-        encode(Packet::Noop, &mut buf);
-        encode(Packet::Binary(Bytes::from_static(&[1, 2])), &mut buf);
+        encode(Packet::Ping, false, &mut buf);
+        encode(Packet::Noop, false, &mut buf);
+        encode(Packet::Binary(Bytes::from_static(&[1, 2])), false, &mut buf);
         assert_eq!(buf, [0x81, 1, b'2', 0x82, 2, 1, 2]);
+
+        let mut buf = Vec::new();
+        encode(
+            Packet::BinaryV3(Bytes::from_static(&[1, 2])),
+            true,
+            &mut buf,
+        );
+        encode(Packet::Binary(Bytes::from_static(&[3])), true, &mut buf);
+        assert_eq!(
+            buf,
+            [0x82, 3, 4, 1, 2, 0x82, 2, 4, 3],
+            "v3 binary starts with 4"
+        );
     }
 }
 
@@ -499,7 +542,10 @@ mod flusher_tests {
         SockRef::from(&client)
             .set_recv_buffer_size(16 * 1024)
             .unwrap();
-        (Conn::new(server, flusher.clone(), CAPACITY), client)
+        (
+            Conn::new(server, flusher.clone(), CAPACITY, ProtocolVersion::V4),
+            client,
+        )
     }
 
     /// Packet number `seq`: `4{seq}:` and padding, so the reader can check order and loss.

@@ -107,19 +107,23 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
 
     tokio::spawn(async move {
         let upgraded = match hyper::upgrade::on(req).await {
-            // A new v4 session over plain TCP takes the direct write path; upgrades from
-            // polling, v3 and other streams (TLS, tests) keep the queue and writer task.
-            Ok(upgraded) if sid.is_none() && protocol == ProtocolVersion::V4 => {
+            // Over plain TCP, a new v4 session and an upgrade from polling (v4 or v3) take the
+            // direct write path; a new v3 session and other streams (TLS, tests) keep the
+            // queue and writer task.
+            Ok(upgraded) if sid.is_some() || protocol == ProtocolVersion::V4 => {
                 match upgraded.downcast::<hyper_util::rt::TokioIo<tokio::net::TcpStream>>() {
                     Ok(up) => {
-                        // A task of its own: this one's state, sized for the upgrade and the
+                        let tcp = up.io.into_inner();
+                        // Tasks of their own: this one's state, sized for the upgrade and the
                         // queue path, would otherwise be carried for the whole session.
-                        tokio::spawn(on_init_direct(
-                            engine,
-                            up.io.into_inner(),
-                            up.read_buf,
-                            parts,
-                        ));
+                        match sid {
+                            None => tokio::spawn(on_init_direct(engine, tcp, up.read_buf, parts)),
+                            // The session keeps the request of its polling handshake.
+                            Some(sid) => {
+                                drop(parts);
+                                tokio::spawn(on_upgrade_direct(engine, tcp, up.read_buf, sid))
+                            }
+                        };
                         return;
                     }
                     Err(upgraded) => Ok(upgraded),
@@ -195,7 +199,7 @@ where
                     .with_cancellation_token(&socket.cancellation_token)
                     .await
                 {
-                    Some(Ok(res)) => res?,
+                    Some(Ok(res)) => drop(res?),
                     Some(Err(_)) => {
                         #[cfg(feature = "tracing")]
                         tracing::debug!(?sid, "ws upgrade timed out, closing session");
@@ -268,7 +272,12 @@ async fn on_init_direct<H: EngineIoHandler>(
         .read_buffer_size(engine.config.ws_read_buffer_size)
         .max_message_size(Some(engine.config.ws_max_message_size))
         .max_frame_size(Some(engine.config.ws_max_frame_size));
-    let conn = Conn::new(tcp, engine.flusher.clone(), engine.config.max_buffer_size);
+    let conn = Conn::new(
+        tcp,
+        engine.flusher.clone(),
+        engine.config.max_buffer_size,
+        ProtocolVersion::V4,
+    );
     let socket = engine.create_session(
         ProtocolVersion::V4,
         TransportType::Websocket,
@@ -302,7 +311,142 @@ async fn on_init_direct<H: EngineIoHandler>(
             None
         }
     };
-    let peer_closed = match read {
+    let peer_closed = end_of_direct_read(&engine, &socket, read);
+    // Boxed: only needed once, at the end, so it need not size the session's task.
+    Box::pin(conn.finish(!peer_closed)).await;
+}
+
+/// Upgrades a session from polling over a plain TCP connection, then moves it onto the direct
+/// write path (see [`Socket::switch_to_direct`]): the probe is answered through the
+/// connection's output buffer, so the frames the session writes keep their order from the
+/// first one.
+async fn on_upgrade_direct<H: EngineIoHandler>(
+    engine: Arc<EngineIo<H>>,
+    tcp: tokio::net::TcpStream,
+    read_ahead: bytes::Bytes,
+    sid: Sid,
+) {
+    let Some(socket) = engine.get_socket(sid) else {
+        #[cfg(feature = "tracing")]
+        tracing::debug!(?sid, "ws upgrade for an unknown session");
+        return;
+    };
+    if socket.is_ws() {
+        #[cfg(feature = "tracing")]
+        tracing::debug!(?sid, "a second websocket for a session");
+        return;
+    }
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(engine.config.ws_read_buffer_size)
+        .max_message_size(Some(engine.config.ws_max_message_size))
+        .max_frame_size(Some(engine.config.ws_max_frame_size));
+    let conn = Conn::new(
+        tcp,
+        engine.flusher.clone(),
+        engine.config.max_buffer_size,
+        socket.protocol,
+    );
+    let mut ws = WebSocketStream::from_raw_socket(
+        ConnIo::new(conn.clone(), read_ahead),
+        Role::Server,
+        Some(ws_config),
+    )
+    .await;
+    // `Some(switched)` once the upgrade is done; the lock on the session's receiver is held
+    // until the switch is.
+    let switched = match tokio::time::timeout(
+        engine.config.upgrade_timeout,
+        upgrade_handshake::<H, _>(&socket, &mut ws),
+    )
+    .with_cancellation_token(&socket.cancellation_token)
+    .await
+    {
+        Some(Ok(Ok(mut rx))) => Some(socket.switch_to_direct(conn.clone(), &mut rx)),
+        Some(Ok(Err(_e))) => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(?sid, "ws upgrade failed: {_e}");
+            engine.close_session(sid, DisconnectReason::TransportError);
+            None
+        }
+        Some(Err(_)) => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(?sid, "ws upgrade timed out, closing session");
+            engine.close_session(sid, DisconnectReason::TransportError);
+            None
+        }
+        None => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(?sid, "socket is being closed");
+            None
+        }
+    };
+    match switched {
+        Some(true) => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(?sid, "upgraded session moved to the direct write path");
+        }
+        Some(false) => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(?sid, "session was on the direct path already");
+            return;
+        }
+        None => {
+            conn.finish(true).await;
+            return;
+        }
+    }
+    // The polling heartbeat task would otherwise live until its next tick; the reader's
+    // `select!` runs the heartbeat from now on.
+    socket.stop_heartbeat_task();
+    // A task of its own, so that the session does not carry this one's upgrade state. The
+    // stream is boxed: moved into the reader's future it would otherwise take its place in
+    // the task's state twice (as an argument and inside that future).
+    tokio::spawn(run_upgraded_direct(engine, socket, conn, Box::new(ws)));
+}
+
+/// The reader and heartbeat of a session that moved to the direct path, until it ends: as
+/// in [`on_init_direct`], once the upgrade is done.
+async fn run_upgraded_direct<H: EngineIoHandler>(
+    engine: Arc<EngineIo<H>>,
+    socket: Arc<Socket<H::Data>>,
+    conn: Arc<Conn>,
+    mut ws: Box<WebSocketStream<ConnIo>>,
+) {
+    // The stream keeps the waker of the last task that wrote through it (the `3probe`): a
+    // flush from this task replaces it, or the upgrade task's memory would stay allocated
+    // for as long as the session lasts. (`ConnIo` flushes at once.)
+    ws.flush().await.ok();
+    let (interval, timeout) = (engine.config.ping_interval, engine.config.ping_timeout);
+    let read = tokio::select! {
+        biased;
+        () = socket.cancellation_token.cancelled() => None,
+        res = forward_to_handler(&engine, ws, &socket) => Some(res),
+        () = conn.failed() => Some(Err(Error::WsTransport(Box::new(tungstenite::Error::Io(
+            std::io::ErrorKind::BrokenPipe.into(),
+        ))))),
+        _ = async {
+            // The aborted polling heartbeat releases the pong receiver when it is dropped.
+            socket.heartbeat_released().await;
+            socket.heartbeat_job(interval, timeout).await
+        } => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(sid = %socket.id, "heartbeat timeout");
+            socket.close(DisconnectReason::HeartbeatTimeout);
+            None
+        }
+    };
+    let peer_closed = end_of_direct_read(&engine, &socket, read);
+    Box::pin(conn.finish(!peer_closed)).await;
+}
+
+/// Ends the session after its direct reader stopped; returns whether the peer closed (so no
+/// close frame is to be sent).
+fn end_of_direct_read<H: EngineIoHandler>(
+    engine: &EngineIo<H>,
+    socket: &Socket<H::Data>,
+    read: Option<Result<(), Error>>,
+) -> bool {
+    match read {
         Some(Err(ref e)) => {
             let reason =
                 Option::<DisconnectReason>::from(e).unwrap_or(DisconnectReason::TransportError);
@@ -322,9 +466,7 @@ async fn on_init_direct<H: EngineIoHandler>(
             tracing::debug!(sid = %socket.id, "socket is closing");
             false
         }
-    };
-    // Boxed: only needed once, at the end, so it need not size the session's task.
-    Box::pin(conn.finish(!peer_closed)).await;
+    }
 }
 
 /// Forwards all packets received from a websocket to a EngineIo [`Socket`]
@@ -523,10 +665,10 @@ where
     feature = "tracing",
     tracing::instrument(level = "trace", skip(socket, ws))
 )]
-async fn upgrade_handshake<H: EngineIoHandler, S>(
-    socket: &Arc<Socket<H::Data>>,
+async fn upgrade_handshake<'a, H: EngineIoHandler, S>(
+    socket: &'a Arc<Socket<H::Data>>,
     ws: &mut WebSocketStream<S>,
-) -> Result<(), Error>
+) -> Result<tokio::sync::MutexGuard<'a, InternalRx>, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -546,7 +688,9 @@ where
 
     // wait for any current polling connection to finish by waiting for the socket to be unlocked
     // All other polling connection will be immediately closed with a NOOP packet.
-    let _lock = socket.internal_rx.lock().await;
+    // The lock is handed to the caller, which may move what the polling transport still
+    // holds elsewhere before anything else reads it.
+    let lock = socket.internal_rx.lock().await;
 
     // Fetch the next packet from the ws stream, it should be a PingUpgrade packet
     let msg = match ws.next().await {
@@ -587,7 +731,7 @@ where
     };
 
     socket.upgrade_to_websocket();
-    Ok(())
+    Ok(lock)
 }
 
 fn ws_bytes_to_str(bytes: tungstenite::Utf8Bytes) -> Str {
