@@ -357,6 +357,7 @@ impl Application {
         let deadline = taskwire.settings.shutdown_timeout();
         let stop = CancellationToken::new();
         let (sockets, token) = (taskwire.socket_closer(), taskwire.shutdown.clone());
+        let sessions = taskwire.sessions.clone();
         let stopping = stop.clone();
         tokio::spawn(async move {
             signal.await;
@@ -367,7 +368,7 @@ impl Application {
         });
         let limit = taskwire.settings.connection_limit();
         tracing::info!(max_connections = limit, "serving");
-        let serve = http::serve::serve(listener, router, stop.clone(), limit);
+        let serve = http::serve::serve(listener, router, stop.clone(), limit, sessions);
         tokio::select! {
             () = serve => {},
             () = async { stop.cancelled().await; tokio::time::sleep(deadline).await } => {

@@ -141,3 +141,29 @@ async fn by_default_the_limit_leaves_256_files_of_the_open_file_limit() {
     let status = server.terminate(Duration::from_secs(10)).await;
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn open_websockets_count_towards_max_connections_and_free_their_place_when_they_close() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = Server::start(&db.url, vec![("MAX_CONNECTIONS", "4".into())]).await;
+    // Once upgraded, a WebSocket is no longer an HTTP connection of hyper's; it still holds a
+    // file descriptor, so it must still take one of the four places.
+    let mut sockets = Vec::new();
+    for _ in 0..4 {
+        sockets.push(common::sio::Client::connect(addr(&server), None).await);
+    }
+    assert_refused(&once(&server, "/healthz").await);
+    let metrics_while_full = {
+        sockets.pop().expect("four sockets").close().await;
+        served_again(&server, "/metrics").await
+    };
+    assert_eq!(
+        metric(&metrics_while_full, "taskwire_connections_open "),
+        4.0,
+        "three WebSockets and the connection reading /metrics: {metrics_while_full}"
+    );
+    for socket in sockets {
+        socket.close().await;
+    }
+    server.terminate(Duration::from_secs(10)).await;
+}

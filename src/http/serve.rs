@@ -10,17 +10,20 @@
 //!
 //! Connections are counted: beyond `MAX_CONNECTIONS` a new one gets a 503 written straight to
 //! the socket and is closed, so the process keeps the file descriptors it needs (the database,
-//! Redis) and clients are told to retry, instead of `accept` failing in a loop.
+//! Redis) and clients are told to retry, instead of `accept` failing in a loop. A WebSocket
+//! leaves hyper's connection once it is upgraded, so open WebSockets are counted from
+//! engine.io's sessions ([`Census`]) and added to the HTTP connections.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use engineioxide::SessionCloser;
 use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -50,41 +53,97 @@ const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 /// a flood of connections cannot pile up refusal tasks.
 const MAX_REFUSING: usize = 64;
 
-/// Counts an open connection (or refusal) while alive.
-struct Slot {
-    open: Arc<AtomicUsize>,
-    gauge: bool,
+/// How stale the count of open WebSockets may be when a connection is admitted; a refusal
+/// always recounts first (at most this often), so a closed WebSocket frees its place at once.
+const CENSUS_EVERY: Duration = Duration::from_millis(250);
+
+/// What holds a file descriptor for a client: HTTP connections (counted as they open and
+/// close) and WebSockets (engine.io's sessions, counted every [`CENSUS_EVERY`]).
+struct Census {
+    http: AtomicUsize,
+    websockets: AtomicUsize,
+    sessions: SessionCloser,
 }
 
+impl Census {
+    fn open(&self) -> usize {
+        self.http.load(Ordering::Relaxed) + self.websockets.load(Ordering::Relaxed)
+    }
+
+    fn recount(&self) {
+        let counts = self.sessions.count_sessions();
+        self.websockets.store(
+            counts.websocket_queued + counts.websocket_direct,
+            Ordering::Relaxed,
+        );
+        self.publish();
+    }
+
+    fn publish(&self) {
+        metrics::gauge!(crate::telemetry::metric::CONNECTIONS_OPEN).set(self.open() as f64);
+    }
+}
+
+/// Counts an HTTP connection while alive.
+struct Slot(Arc<Census>);
+
 impl Slot {
-    fn take(open: &Arc<AtomicUsize>, gauge: bool) -> Slot {
-        let now = open.fetch_add(1, Ordering::Relaxed) + 1;
-        if gauge {
-            metrics::gauge!(crate::telemetry::metric::CONNECTIONS_OPEN).set(now as f64);
-        }
-        Slot {
-            open: open.clone(),
-            gauge,
-        }
+    fn take(census: &Arc<Census>) -> Slot {
+        census.http.fetch_add(1, Ordering::Relaxed);
+        census.publish();
+        Slot(census.clone())
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let now = self.open.fetch_sub(1, Ordering::Relaxed) - 1;
-        if self.gauge {
-            metrics::gauge!(crate::telemetry::metric::CONNECTIONS_OPEN).set(now as f64);
-        }
+        self.0.http.fetch_sub(1, Ordering::Relaxed);
+        self.0.publish();
     }
 }
 
-/// Serves `router` on `listener`, at most `limit` connections at once, until `stop` is
-/// cancelled; then asks every open connection to finish its request and close, and resolves
-/// once they all have.
-pub async fn serve(listener: TcpListener, router: Router, stop: CancellationToken, limit: usize) {
+/// Counts a refusal being written while alive.
+struct Refusing(Arc<AtomicUsize>);
+
+impl Drop for Refusing {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves `router` on `listener`, at most `limit` connections at once (HTTP connections and
+/// the WebSocket sessions of `sessions`), until `stop` is cancelled; then asks every open
+/// connection to finish its request and close, and resolves once they all have.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    stop: CancellationToken,
+    limit: usize,
+    sessions: SessionCloser,
+) {
     let connections = TaskTracker::new();
-    let open = Arc::new(AtomicUsize::new(0));
+    let census = Arc::new(Census {
+        http: AtomicUsize::new(0),
+        websockets: AtomicUsize::new(0),
+        sessions,
+    });
+    // Keeps the gauge current while nobody connects (WebSockets ending).
+    let ticker = tokio::spawn({
+        let census = census.clone();
+        let stop = stop.clone();
+        async move {
+            let mut every = tokio::time::interval(CENSUS_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => census.recount(),
+                    () = stop.cancelled() => return,
+                }
+            }
+        }
+    });
     let refusing = Arc::new(AtomicUsize::new(0));
+    let mut counted = Instant::now();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -98,28 +157,40 @@ pub async fn serve(listener: TcpListener, router: Router, stop: CancellationToke
                 continue;
             }
         };
-        if open.load(Ordering::Relaxed) >= limit {
+        if census.open() >= limit && counted.elapsed() >= CENSUS_EVERY / 10 {
+            census.recount();
+            counted = Instant::now();
+        }
+        if census.open() >= limit {
             metrics::counter!(crate::telemetry::metric::CONNECTIONS_REFUSED).increment(1);
-            if refusing.load(Ordering::Relaxed) < MAX_REFUSING {
-                let slot = Slot::take(&refusing, false);
-                tokio::spawn(refuse(tcp, slot));
+            if refusing.fetch_add(1, Ordering::Relaxed) < MAX_REFUSING {
+                tokio::spawn(refuse(tcp, Refusing(refusing.clone())));
+            } else {
+                refusing.fetch_sub(1, Ordering::Relaxed);
             }
             continue;
         }
-        let slot = Slot::take(&open, true);
-        let serving = connection(tcp, peer, router.clone(), stop.clone());
+        let slot = Slot::take(&census);
+        let upgrade = Arc::new(AtomicBool::new(false));
+        let serving = connection(tcp, peer, router.clone(), stop.clone(), upgrade.clone());
         connections.spawn(async move {
             serving.await;
+            // The connection went on as a WebSocket: count it as one until the next census
+            // sees its session (or its absence, if the handshake failed).
+            if upgrade.load(Ordering::Relaxed) {
+                slot.0.websockets.fetch_add(1, Ordering::Relaxed);
+            }
             drop(slot);
         });
     }
+    ticker.abort();
     connections.close();
     connections.wait().await;
 }
 
 /// Writes the 503 and closes. The request is read (and ignored) until the client closes or the
 /// time is up: closing with unread bytes would reset the connection and lose the answer.
-async fn refuse(mut tcp: TcpStream, _slot: Slot) {
+async fn refuse(mut tcp: TcpStream, _refusing: Refusing) {
     let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
         tcp.write_all(REFUSAL).await?;
         tcp.shutdown().await?;
@@ -131,13 +202,18 @@ async fn refuse(mut tcp: TcpStream, _slot: Slot) {
 }
 
 /// One connection: requests in turn, an upgrade if one is asked for, a graceful close on stop.
+/// `upgrade` is set when a request asks for a WebSocket.
 fn connection(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     router: Router,
     stop: CancellationToken,
+    upgrade: Arc<AtomicBool>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let service = TowerToHyperService::new(router.map_request(move |req: Request<Incoming>| {
+        if req.headers().contains_key(http::header::UPGRADE) {
+            upgrade.store(true, Ordering::Relaxed);
+        }
         let mut req = req.map(Body::new);
         req.extensions_mut().insert(ConnectInfo(peer));
         req
