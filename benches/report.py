@@ -96,6 +96,11 @@ HEADER = (
 )
 
 
+def rss(r):
+    """RSS per connection of a run, or None when the run or its server figures are missing."""
+    return ((r or {}).get("server") or {}).get("rss_per_conn_kib")
+
+
 def verdict(ok) -> str:
     return "–" if ok is None else ("yes" if ok else "**no**")
 
@@ -108,9 +113,6 @@ def targets(runs: dict) -> list:
 
     def cpu(r):
         return (r or {}).get("server", {}) and r["server"]["cpu_us_per_event"]
-
-    def rss(r):
-        return (r or {}).get("server", {}) and r["server"]["rss_per_conn_kib"]
 
     if tw5 and node5:
         p, n = tw5["delivery"]["p99_ms"], node5["delivery"]["p99_ms"]
@@ -153,9 +155,6 @@ def transport_targets(runs: dict) -> list:
     up5 = runs.get("transports-taskwire-upgrade-10000-5")
     up20 = runs.get("transports-taskwire-upgrade-10000-20")
     lines = ["| target | upgrade | reference | met |", "|---|--:|--:|:-:|"]
-
-    def rss(r):
-        return ((r or {}).get("server") or {}).get("rss_per_conn_kib")
 
     if up5 and ws5:
         p, w = up5["delivery"]["p99_ms"], ws5["delivery"]["p99_ms"]
