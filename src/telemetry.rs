@@ -23,6 +23,8 @@ pub mod metric {
     pub const CONNECTIONS_OPEN: &str = "taskwire_connections_open";
     /// Counter of connections answered 503 because `MAX_CONNECTIONS` were open.
     pub const CONNECTIONS_REFUSED: &str = "taskwire_connections_refused_total";
+    /// Counter of times the heap freed by closed connections was returned to the OS.
+    pub const HEAP_TRIMS: &str = "taskwire_heap_trims_total";
     /// Counter of task events broadcast to Socket.IO rooms, by `event`.
     pub const EVENTS_EMITTED: &str = "taskwire_events_emitted_total";
     /// Counter of broadcasts that failed for at least one socket, by `event`.

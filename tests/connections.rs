@@ -177,3 +177,33 @@ async fn open_websockets_count_towards_max_connections_and_free_their_place_when
     }
     server.terminate(Duration::from_secs(10)).await;
 }
+
+/// glibc keeps freed heap; other allocators return it themselves and are not trimmed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[tokio::test]
+async fn after_a_wave_of_closed_connections_the_freed_heap_is_handed_back() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = Server::start(&db.url, vec![]).await;
+    let quiet = once(&server, "/metrics").await;
+    assert!(
+        !quiet.contains("taskwire_heap_trims_total "),
+        "no trim without closed connections: {quiet}"
+    );
+
+    // More closed connections than one trim waits for (256).
+    for _ in 0..300 {
+        let answer = once(&server, "/healthz").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = once(&server, "/metrics").await;
+        if metrics.contains("taskwire_heap_trims_total ") {
+            assert!(metric(&metrics, "taskwire_heap_trims_total ") >= 1.0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "never trimmed: {metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.terminate(Duration::from_secs(10)).await;
+}

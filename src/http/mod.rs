@@ -12,6 +12,7 @@ mod client_addr;
 mod error;
 mod extract;
 mod health;
+mod heap_trim;
 mod jobs;
 mod legacy;
 mod middleware;

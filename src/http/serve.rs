@@ -12,7 +12,8 @@
 //! the socket and is closed, so the process keeps the file descriptors it needs (the database,
 //! Redis) and clients are told to retry, instead of `accept` failing in a loop. A WebSocket
 //! leaves hyper's connection once it is upgraded, so open WebSockets are counted from
-//! engine.io's sessions ([`Census`]) and added to the HTTP connections.
+//! engine.io's sessions ([`Census`]) and added to the HTTP connections. The same timer gives
+//! the heap that closed connections freed back to the OS ([`HeapTrim`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,6 +34,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
+
+use super::heap_trim::HeapTrim;
 
 /// How long to wait before accepting again after `accept` failed (e.g. out of file
 /// descriptors), so the loop does not spin while the condition lasts.
@@ -63,6 +66,7 @@ struct Census {
     http: AtomicUsize,
     websockets: AtomicUsize,
     sessions: SessionCloser,
+    heap: HeapTrim,
 }
 
 impl Census {
@@ -98,6 +102,7 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.http.fetch_sub(1, Ordering::Relaxed);
+        self.0.heap.connection_closed();
         self.0.publish();
     }
 }
@@ -126,6 +131,7 @@ pub async fn serve(
         http: AtomicUsize::new(0),
         websockets: AtomicUsize::new(0),
         sessions,
+        heap: HeapTrim::default(),
     });
     // Keeps the gauge current while nobody connects (WebSockets ending).
     let ticker = tokio::spawn({
@@ -136,7 +142,10 @@ pub async fn serve(
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = every.tick() => census.recount(),
+                    _ = every.tick() => {
+                        census.recount();
+                        census.heap.maybe_trim();
+                    }
                     () = stop.cancelled() => return,
                 }
             }
