@@ -7,7 +7,9 @@
 //! - a long-polling session that never polls again: ended once no request has come for the
 //!   ping timeout (20 s; at most the ping interval plus the ping timeout, 45 s);
 //! - a WebSocket that never reads while events pile up: ended by the same heartbeat, whatever
-//!   was left unwritten dropped.
+//!   was left unwritten dropped;
+//! - an SSE client that goes away: its stream ends with the connection, even when no event
+//!   follows that would find it gone.
 
 mod common;
 
@@ -187,5 +189,33 @@ async fn a_websocket_that_never_reads_is_ended_after_the_heartbeat() {
     tokio::time::sleep(Duration::from_secs(40).saturating_sub(started.elapsed())).await;
     let closed_at = closed_after(&mut ws, started, Duration::from_secs(70)).await;
     assert!(closed_at >= Duration::from_secs(40), "{closed_at:?}");
+    nothing_left(&server).await;
+}
+
+#[tokio::test]
+async fn an_sse_client_that_leaves_leaves_no_stream_behind_even_without_a_later_event() {
+    let (_db, server) = start().await;
+    let mut res = reqwest::get(server.url("/api/tasks/stream"))
+        .await
+        .expect("the stream opens");
+    assert_eq!(res.status(), 200);
+    // The first bytes (`retry:`) mean the stream's task runs.
+    tokio::time::timeout(Duration::from_secs(5), res.chunk())
+        .await
+        .expect("the stream starts in time")
+        .expect("reads");
+    assert_eq!(sum(&metrics(&server).await, "taskwire_sse_streams"), 1.0);
+
+    drop(res);
+    // No task changes from here on: nothing is sent that could discover the client is gone.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let streams = sum(&metrics(&server).await, "taskwire_sse_streams");
+        if streams == 0.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{streams} SSE streams left");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     nothing_left(&server).await;
 }

@@ -115,6 +115,9 @@ impl Pump {
                     tracing::warn!(error = ?err, "SSE stream failed");
                 }
             }
+            // The client left: without this the task (and its place in the hub) would stay
+            // until the workspace's next event tried to reach it, which may never come.
+            () = self.tx.closed() => {}
             () = shutdown.cancelled() => {}
         }
         metrics::gauge!(metric::SSE_STREAMS).decrement(1.0);
