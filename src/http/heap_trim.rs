@@ -5,8 +5,9 @@
 //! freed memory between live allocations instead of returning it, so after a wave of
 //! connections the process holds a few KiB per client it no longer uses (measured in
 //! BENCHMARKS.md: 8.5 KiB per upgraded client against 7.5 KiB for a WebSocket-only one).
-//! `malloc_trim` hands those pages back. It walks the heap, so it runs only after enough
-//! connections closed, at most every [`TRIM_EVERY`], off the async workers.
+//! The same holds after a wave of clients leaves. `malloc_trim` hands those pages back. It
+//! walks the heap, so it runs only after enough connections (HTTP connections, upgrades and
+//! WebSocket sessions) closed, at most every [`TRIM_EVERY`], off the async workers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -27,9 +28,11 @@ pub struct HeapTrim {
 }
 
 impl HeapTrim {
-    /// Notes that a connection closed and its memory was freed.
-    pub fn connection_closed(&self) {
-        self.closed.fetch_add(1, Ordering::Relaxed);
+    /// Notes that `n` connections closed and their memory was freed.
+    pub fn connections_closed(&self, n: usize) {
+        if n > 0 {
+            self.closed.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     /// Trims in the background if enough connections closed since the last trim and it was

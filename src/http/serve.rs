@@ -76,10 +76,11 @@ impl Census {
 
     fn recount(&self) {
         let counts = self.sessions.count_sessions();
-        self.websockets.store(
-            counts.websocket_queued + counts.websocket_direct,
-            Ordering::Relaxed,
-        );
+        let now = counts.websocket_queued + counts.websocket_direct;
+        let before = self.websockets.swap(now, Ordering::Relaxed);
+        // WebSockets that ended freed their buffers too (an upgrade counted in between may hide
+        // a few; the next wave is seen all the same).
+        self.heap.connections_closed(before.saturating_sub(now));
         self.publish();
     }
 
@@ -102,7 +103,7 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.http.fetch_sub(1, Ordering::Relaxed);
-        self.0.heap.connection_closed();
+        self.0.heap.connections_closed(1);
         self.0.publish();
     }
 }
