@@ -130,6 +130,7 @@ measure() {
   local n="$1" rate="$2" name="$3" during="${4:-}"
   local updates
   updates=$(awk "BEGIN {print int($rate * $SECONDS_PER_RUN)}")
+  settle_disk
   start_servers "$n"
   echo "==> $name: $n process(es), $CLIENTS clients, $updates updates at $rate/s" >&2
   local r0 p0 r1 p1

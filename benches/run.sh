@@ -145,6 +145,7 @@ start_server() {
 # transport (websocket when not given). Prints the summary.
 measure() {
   local kind="$1" n="$2" rate="$3" updates="$4" name="$5" transport="${6:-websocket}"
+  settle_disk
   start_server "$kind"
   echo "==> $name: $kind, $n $transport clients, $updates updates at $rate/s" >&2
   timeout 300 nice -n "$NICE" taskset -c 1 "$LOADGEN" --url "$URL" --transport "$transport" --clients "$n" --updates "$updates" \

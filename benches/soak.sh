@@ -54,6 +54,7 @@ URL="http://127.0.0.1:$PORT"
 TOKEN="$(JWT_SECRET="$SECRET" "$TASKWIRE" token --sub soak --workspace soak --ttl 7200)"
 BAD_TOKEN="$(JWT_SECRET="not-$SECRET" "$TASKWIRE" token --sub intruder --workspace soak --ttl 7200)"
 
+settle_disk
 echo "==> starting taskwire (defaults, JWT_SECRET set, SQLite) on $URL" >&2
 JWT_SECRET="$SECRET" DATABASE_URL="sqlite://$TMP/soak.db" JOB_RESULT_DIR="$TMP/results" \
   HOST=127.0.0.1 PORT="$PORT" LOG_LEVEL=warn \

@@ -22,6 +22,14 @@ build_release() {
   LOADGEN="$CARGO_TARGET_DIR/release/loadgen"
 }
 
+# Writes the page cache's dirty pages out before a run. A build just before a run leaves
+# gigabytes of them; their writeback then makes the database's fsync at each commit wait, and
+# a run stalled that way (REST and delivery held up for seconds together) measures the disk,
+# not the server. Other processes writing during a run are not covered.
+settle_disk() {
+  sync
+}
+
 AWAKE_PIDS=()
 
 # On a virtual machine an idle virtual CPU is halted, and the host can take milliseconds to run
