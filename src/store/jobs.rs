@@ -2,7 +2,7 @@
 //! while it runs, settled in a final state. A lease that runs out means the worker's process
 //! died; recovery turns such jobs `interrupted` (or `queued` again when their kind is safe to
 //! rerun). The same code serves both backends; claims skip rows another process has locked
-//! where the backend has several ([`Dialect::SKIP_LOCKED`]).
+//! where the backend has several (`Dialect::SKIP_LOCKED` in `dialect.rs`).
 //!
 //! A job's result file is stored in `job_results`, in parts of [`RESULT_PART`] bytes, while
 //! its worker still holds the job; the row that records it as succeeded names the file's

@@ -1,7 +1,8 @@
 //! The notification outbox in the database: rows are inserted by `commit` in the change's own
 //! transaction; the dispatcher claims due rows under a lease, sends them with no transaction
 //! open, and settles each attempt. The same code serves both backends; claims skip rows
-//! another process has locked where the backend has several ([`Dialect::SKIP_LOCKED`]).
+//! another process has locked where the backend has several (`Dialect::SKIP_LOCKED` in
+//! `dialect.rs`).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
