@@ -1,17 +1,25 @@
-//! Persistence behind one trait, [`Store`], with a SQLite and a Postgres implementation that
-//! share their SQL. A change, its event-log row and its outbox rows commit in one
+//! Persistence behind one trait, [`Store`], implemented once by [`SqlStore`] for SQLite and
+//! Postgres alike. A change, its event-log row and its outbox rows commit in one
 //! transaction; nothing here knows about HTTP or sockets.
 //!
 //! Layout:
-//! - `sql.rs`: the SQL both backends run, stamped out per backend by a macro.
-//! - `outbox.rs`: the notification outbox (claim, settle, list, requeue), the same way.
-//! - `jobs.rs`: background jobs (queue, lease, progress, recovery, cleanup), the same way.
+//! - `sql.rs`: [`SqlStore`], the pools and the [`Store`] implementation, generic over the
+//!   backend.
+//! - `dialect.rs`: what differs between the backends (row locks, `SKIP LOCKED`, the
+//!   case-insensitive `LIKE`, several statements in one round trip).
+//! - `tasks.rs`: the task table: reads, listing, and applying a change in its transaction.
+//! - `events.rs`: the event log: appending an event with its notifications, replay reads,
+//!   pruning.
+//! - `outbox.rs`: the notification outbox (claim, settle, list, requeue).
+//! - `jobs.rs`: background jobs (queue, lease, progress, recovery, cleanup).
 //! - `retention.rs`: the background pass that keeps the event log and the outbox bounded.
 //! - `open.rs`: opening a database at start-up, the SQLite one-process lock, and start-up
 //!   errors that say what to fix.
 //! - `sqlite.rs`: one writer connection (SQLite has one writer anyway) + a reader pool, WAL.
 //! - `postgres.rs`: one pool; the per-workspace sequence row serialises writers of a workspace.
 
+mod dialect;
+mod events;
 pub mod jobs;
 pub mod open;
 pub mod outbox;
@@ -19,6 +27,7 @@ mod postgres;
 pub mod retention;
 mod sql;
 mod sqlite;
+mod tasks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +43,7 @@ use crate::domain::task::Task;
 
 pub use open::{DatabaseLock, OpenError};
 pub use postgres::PgStore;
+pub use sql::SqlStore;
 pub use sqlite::SqliteStore;
 
 /// Default of `DATABASE_TIMEOUT_SECONDS`: long enough for a Postgres restart's first seconds

@@ -1,13 +1,22 @@
 //! The notification outbox in the database: rows are inserted by `commit` in the change's own
 //! transaction; the dispatcher claims due rows under a lease, sends them with no transaction
-//! open, and settles each attempt. The SQL is shared by both backends, as in `sql.rs`.
+//! open, and settles each attempt. The same code serves both backends; claims skip rows
+//! another process has locked where the backend has several (`Dialect::SKIP_LOCKED` in
+//! `dialect.rs`).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::query::Query;
+use sqlx::{
+    AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, IntoArguments, QueryBuilder, Transaction,
+    Type,
+};
 use uuid::Uuid;
 
+use super::dialect::Dialect;
+use super::sql::SqlStore;
 use crate::domain::error::{Error, Result};
-use crate::domain::notification::{Attempt, Channel, Notification, Status};
+use crate::domain::notification::{Attempt, Channel, NewNotification, Notification, Status};
 
 /// What a manual retry did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,15 +79,15 @@ pub trait Outbox: Send + Sync {
     /// attempts; returns how many went.
     async fn prune_settled(&self, cutoff: DateTime<Utc>) -> Result<u64>;
     /// Writes notifications that belong to no single change (a job's summary).
-    async fn enqueue(&self, rows: &[crate::domain::notification::NewNotification]) -> Result<()>;
+    async fn enqueue(&self, rows: &[NewNotification]) -> Result<()>;
 }
 
 /// Columns of a notification row, in [`NotificationRow`] order.
-pub(super) const NOTIFICATION_COLUMNS: &str = "id, workspace, channel, target, event_type, \
+const NOTIFICATION_COLUMNS: &str = "id, workspace, channel, target, event_type, \
      task_id, payload, status, attempts, last_error, created_at, next_attempt_at, delivered_at";
 
 /// Parameters each row of [`insert_notifications_sql`] binds.
-pub(super) const NOTIFICATION_PARAMS: usize = 8;
+const NOTIFICATION_PARAMS: usize = 8;
 
 /// One `INSERT` of `rows` notification rows whose parameters start at `$first`, so a change's
 /// rows cost one statement however many webhooks there are, and can follow another statement
@@ -109,18 +118,18 @@ pub(super) fn insert_notifications_sql(rows: usize, first: usize) -> String {
     sql
 }
 
-pub(super) const SETTLE: &str = "UPDATE notifications SET status = $1, last_error = $2, \
+const SETTLE: &str = "UPDATE notifications SET status = $1, last_error = $2, \
      next_attempt_at = $3, delivered_at = $4, lease_until = NULL \
      WHERE id = $5 AND attempts = $6";
 
-pub(super) const INSERT_ATTEMPT: &str = "INSERT INTO notification_attempts (notification_id, \
+const INSERT_ATTEMPT: &str = "INSERT INTO notification_attempts (notification_id, \
      attempt, started_at, finished_at, outcome, status_code, error) \
      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (notification_id, attempt) DO NOTHING";
 
 /// A leased row is due when its lease runs out, not before: counting it earlier would make an
 /// idle dispatcher poll while attempts are in flight. The earliest unleased row comes first in
 /// `notifications_open_due`; leased rows (in flight, or left by a crashed process) are few.
-pub(super) const NEXT_DUE: &str = "SELECT MIN(due) FROM (\
+const NEXT_DUE: &str = "SELECT MIN(due) FROM (\
      SELECT * FROM (SELECT next_attempt_at AS due FROM notifications \
         WHERE status IN ('pending', 'failed') AND lease_until IS NULL \
         ORDER BY next_attempt_at LIMIT 1) AS unleased \
@@ -129,31 +138,30 @@ pub(super) const NEXT_DUE: &str = "SELECT MIN(due) FROM (\
         FROM notifications WHERE lease_until IS NOT NULL AND status IN ('pending', 'failed')\
      ) AS due_times";
 
-pub(super) const ATTEMPTS_OF: &str = "SELECT attempt, started_at, finished_at, outcome, \
+const ATTEMPTS_OF: &str = "SELECT attempt, started_at, finished_at, outcome, \
      status_code, error FROM notification_attempts WHERE notification_id = $1 ORDER BY attempt";
 
-pub(super) const REQUEUE: &str = "UPDATE notifications SET status = 'pending', \
+const REQUEUE: &str = "UPDATE notifications SET status = 'pending', \
      next_attempt_at = $1 WHERE workspace = $2 AND id = $3 AND status <> 'delivered'";
 
-pub(super) const STATUS_OF: &str =
-    "SELECT status FROM notifications WHERE workspace = $1 AND id = $2";
+const STATUS_OF: &str = "SELECT status FROM notifications WHERE workspace = $1 AND id = $2";
 
 /// Rows deleted per statement when pruning, so one pass never holds the (SQLite) writer for
 /// long however large the backlog of old rows is.
-pub(super) const PRUNE_BATCH: i64 = 5000;
+const PRUNE_BATCH: i64 = 5000;
 
 /// One batch of settled notifications older than `$1`. A dead row's `next_attempt_at` is the
 /// time of its last attempt.
-pub(super) const PRUNE_SETTLED: &str = "DELETE FROM notifications WHERE id IN (\
+const PRUNE_SETTLED: &str = "DELETE FROM notifications WHERE id IN (\
      SELECT id FROM notifications WHERE status = 'delivered' AND delivered_at < $1 \
      UNION ALL \
      SELECT id FROM notifications WHERE status = 'dead' AND next_attempt_at < $1 \
      LIMIT $2)";
 
-pub(super) const BACKLOG: &str = "SELECT status, COUNT(*) FROM notifications GROUP BY status";
+const BACKLOG: &str = "SELECT status, COUNT(*) FROM notifications GROUP BY status";
 
 /// A notification row as both backends return it.
-pub(super) type NotificationRow = (
+type NotificationRow = (
     String,
     String,
     String,
@@ -170,7 +178,7 @@ pub(super) type NotificationRow = (
 );
 
 /// An attempt row.
-pub(super) type AttemptRow = (
+type AttemptRow = (
     i64,
     DateTime<Utc>,
     DateTime<Utc>,
@@ -183,7 +191,7 @@ fn corrupt(what: &str, value: &str) -> Error {
     Error::Internal(format!("stored notification has an unknown {what}: {value:?}").into())
 }
 
-pub(super) fn notification_from_row(row: NotificationRow) -> Result<Notification> {
+fn notification_from_row(row: NotificationRow) -> Result<Notification> {
     let (
         id,
         workspace,
@@ -216,7 +224,7 @@ pub(super) fn notification_from_row(row: NotificationRow) -> Result<Notification
     })
 }
 
-pub(super) fn attempt_from_row(row: AttemptRow) -> Attempt {
+fn attempt_from_row(row: AttemptRow) -> Attempt {
     let (attempt, started_at, finished_at, outcome, status_code, error) = row;
     Attempt {
         attempt,
@@ -228,250 +236,227 @@ pub(super) fn attempt_from_row(row: AttemptRow) -> Attempt {
     }
 }
 
-/// Implements [`Outbox`] for a backend struct with `reader()` and `writer()` pools;
-/// `$skip_locked` lets several processes claim without waiting on each other (Postgres).
-macro_rules! impl_sql_outbox {
-    ($store:ty, $db:ty, skip_locked = $skip:literal) => {
-        impl $store {
-            /// Writes a committed change's notifications in its transaction.
-            async fn insert_notifications(
-                tx: &mut sqlx::Transaction<'_, $db>,
-                rows: &[crate::domain::notification::NewNotification],
-            ) -> crate::domain::error::Result<()> {
-                if rows.is_empty() {
-                    return Ok(());
-                }
-                let sql = crate::store::outbox::insert_notifications_sql(rows.len(), 1);
-                let query = Self::bind_notifications(sqlx::query(sqlx::AssertSqlSafe(sql)), rows);
-                query.execute(&mut **tx).await?;
-                Ok(())
-            }
-
-            /// Binds `rows` in the order of [`insert_notifications_sql`](crate::store::outbox::insert_notifications_sql).
-            fn bind_notifications<'q>(
-                mut query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,
-                rows: &'q [crate::domain::notification::NewNotification],
-            ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments> {
-                for n in rows {
-                    query = query
-                        .bind(n.id.to_string())
-                        .bind(&n.workspace)
-                        .bind(n.channel.as_str())
-                        .bind(&n.target)
-                        .bind(n.event_type)
-                        .bind(n.task_id.to_string())
-                        .bind(&n.payload)
-                        .bind(n.created_at);
-                }
-                query
-            }
+impl<DB> SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    str: Type<DB>,
+    for<'q> &'q str: Encode<'q, DB>,
+    String: Type<DB> + for<'q> Encode<'q, DB>,
+    DateTime<Utc>: Type<DB> + for<'q> Encode<'q, DB>,
+{
+    /// Writes notifications in the transaction of the change that made them.
+    pub(super) async fn insert_notifications(
+        tx: &mut Transaction<'_, DB>,
+        rows: &[NewNotification],
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
         }
+        let sql = insert_notifications_sql(rows.len(), 1);
+        let query = Self::bind_notifications(sqlx::query(AssertSqlSafe(sql)), rows);
+        query.execute(&mut **tx).await?;
+        Ok(())
+    }
 
-        #[async_trait::async_trait]
-        impl crate::store::outbox::Outbox for $store {
-            async fn enqueue(
-                &self,
-                rows: &[crate::domain::notification::NewNotification],
-            ) -> crate::domain::error::Result<()> {
-                let mut tx = self.writer().begin().await?;
-                Self::insert_notifications(&mut tx, rows).await?;
-                tx.commit().await?;
-                Ok(())
-            }
-
-            async fn claim_due(
-                &self,
-                now: chrono::DateTime<chrono::Utc>,
-                lease_until: chrono::DateTime<chrono::Utc>,
-                limit: i64,
-            ) -> crate::domain::error::Result<Vec<crate::domain::notification::Notification>> {
-                use crate::store::outbox::*;
-                let sql = sqlx::AssertSqlSafe(format!(
-                    "UPDATE notifications SET attempts = attempts + 1, lease_until = $1 \
-                     WHERE id IN (SELECT id FROM notifications \
-                        WHERE status IN ('pending', 'failed') AND next_attempt_at <= $2 \
-                        AND (lease_until IS NULL OR lease_until <= $2) \
-                        ORDER BY next_attempt_at LIMIT $3{}) \
-                     RETURNING {NOTIFICATION_COLUMNS}",
-                    $skip
-                ));
-                let rows: Vec<NotificationRow> = sqlx::query_as(sql)
-                    .bind(lease_until)
-                    .bind(now)
-                    .bind(limit)
-                    .fetch_all(self.writer())
-                    .await?;
-                rows.into_iter().map(notification_from_row).collect()
-            }
-
-            async fn settle(
-                &self,
-                s: &crate::store::outbox::Settlement,
-            ) -> crate::domain::error::Result<()> {
-                use crate::domain::notification::Status;
-                use crate::store::outbox::*;
-                let mut tx = self.writer().begin().await?;
-                let delivered_at = (s.status == Status::Delivered).then_some(s.attempt.finished_at);
-                let updated = sqlx::query(SETTLE)
-                    .bind(s.status.as_str())
-                    .bind(&s.attempt.error)
-                    .bind(s.next_attempt_at)
-                    .bind(delivered_at)
-                    .bind(s.id.to_string())
-                    .bind(s.attempt.attempt)
-                    .execute(&mut *tx)
-                    .await?;
-                if updated.rows_affected() == 1 {
-                    sqlx::query(INSERT_ATTEMPT)
-                        .bind(s.id.to_string())
-                        .bind(s.attempt.attempt)
-                        .bind(s.attempt.started_at)
-                        .bind(s.attempt.finished_at)
-                        .bind(&s.attempt.outcome)
-                        .bind(s.attempt.status_code)
-                        .bind(&s.attempt.error)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok(())
-            }
-
-            async fn next_due(
-                &self,
-            ) -> crate::domain::error::Result<Option<chrono::DateTime<chrono::Utc>>> {
-                let (due,): (Option<chrono::DateTime<chrono::Utc>>,) =
-                    sqlx::query_as(crate::store::outbox::NEXT_DUE)
-                        .fetch_one(self.reader())
-                        .await?;
-                Ok(due)
-            }
-
-            async fn list_notifications(
-                &self,
-                workspace: &str,
-                status: Option<crate::domain::notification::Status>,
-                task_id: Option<uuid::Uuid>,
-                limit: i64,
-            ) -> crate::domain::error::Result<Vec<crate::domain::notification::Notification>> {
-                use crate::store::outbox::*;
-                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
-                    "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE workspace = "
-                ));
-                qb.push_bind(workspace.to_owned());
-                if let Some(status) = status {
-                    qb.push(" AND status = ").push_bind(status.as_str());
-                }
-                if let Some(task_id) = task_id {
-                    qb.push(" AND task_id = ").push_bind(task_id.to_string());
-                }
-                qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-                    .push_bind(limit);
-                let rows: Vec<NotificationRow> =
-                    qb.build_query_as().fetch_all(self.reader()).await?;
-                rows.into_iter().map(notification_from_row).collect()
-            }
-
-            async fn get_notification(
-                &self,
-                workspace: &str,
-                id: uuid::Uuid,
-            ) -> crate::domain::error::Result<
-                Option<(
-                    crate::domain::notification::Notification,
-                    Vec<crate::domain::notification::Attempt>,
-                )>,
-            > {
-                use crate::store::outbox::*;
-                let sql = sqlx::AssertSqlSafe(format!(
-                    "SELECT {NOTIFICATION_COLUMNS} FROM notifications \
-                     WHERE workspace = $1 AND id = $2"
-                ));
-                let row: Option<NotificationRow> = sqlx::query_as(sql)
-                    .bind(workspace)
-                    .bind(id.to_string())
-                    .fetch_optional(self.reader())
-                    .await?;
-                let Some(row) = row else {
-                    return Ok(None);
-                };
-                let attempts: Vec<AttemptRow> = sqlx::query_as(ATTEMPTS_OF)
-                    .bind(id.to_string())
-                    .fetch_all(self.reader())
-                    .await?;
-                Ok(Some((
-                    notification_from_row(row)?,
-                    attempts.into_iter().map(attempt_from_row).collect(),
-                )))
-            }
-
-            async fn requeue(
-                &self,
-                workspace: &str,
-                id: uuid::Uuid,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> crate::domain::error::Result<crate::store::outbox::Requeued> {
-                use crate::store::outbox::*;
-                let updated = sqlx::query(REQUEUE)
-                    .bind(now)
-                    .bind(workspace)
-                    .bind(id.to_string())
-                    .execute(self.writer())
-                    .await?;
-                if updated.rows_affected() == 1 {
-                    return Ok(Requeued::Yes);
-                }
-                let status: Option<(String,)> = sqlx::query_as(STATUS_OF)
-                    .bind(workspace)
-                    .bind(id.to_string())
-                    .fetch_optional(self.writer())
-                    .await?;
-                Ok(match status {
-                    Some(_) => Requeued::AlreadyDelivered,
-                    None => Requeued::NotFound,
-                })
-            }
-
-            async fn prune_settled(
-                &self,
-                cutoff: chrono::DateTime<chrono::Utc>,
-            ) -> crate::domain::error::Result<u64> {
-                use crate::store::outbox::*;
-                let mut pruned = 0;
-                loop {
-                    let gone = sqlx::query(PRUNE_SETTLED)
-                        .bind(cutoff)
-                        .bind(PRUNE_BATCH)
-                        .execute(self.writer())
-                        .await?
-                        .rows_affected();
-                    pruned += gone;
-                    if gone < PRUNE_BATCH as u64 {
-                        return Ok(pruned);
-                    }
-                    // Let the writes queued behind this batch go first.
-                    tokio::task::yield_now().await;
-                }
-            }
-
-            async fn backlog(
-                &self,
-            ) -> crate::domain::error::Result<Vec<(crate::domain::notification::Status, i64)>> {
-                let rows: Vec<(String, i64)> = sqlx::query_as(crate::store::outbox::BACKLOG)
-                    .fetch_all(self.reader())
-                    .await?;
-                Ok(rows
-                    .into_iter()
-                    .filter_map(|(s, n)| {
-                        crate::domain::notification::Status::parse(&s).map(|s| (s, n))
-                    })
-                    .collect())
-            }
+    /// Binds `rows` in the order of [`insert_notifications_sql`].
+    pub(super) fn bind_notifications<'q>(
+        mut query: Query<'q, DB, DB::Arguments>,
+        rows: &'q [NewNotification],
+    ) -> Query<'q, DB, DB::Arguments> {
+        for n in rows {
+            query = query
+                .bind(n.id.to_string())
+                .bind(&n.workspace)
+                .bind(n.channel.as_str())
+                .bind(&n.target)
+                .bind(n.event_type)
+                .bind(n.task_id.to_string())
+                .bind(&n.payload)
+                .bind(n.created_at);
         }
-    };
+        query
+    }
 }
 
-pub(crate) use impl_sql_outbox;
+#[async_trait]
+impl<DB> Outbox for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    usize: ColumnIndex<DB::Row>,
+    str: Type<DB>,
+    for<'q> &'q str: Encode<'q, DB>,
+    String: Type<DB> + for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB>,
+    Option<String>: for<'q> Encode<'q, DB>,
+    i64: Type<DB> + for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB>,
+    Option<i64>: for<'q> Encode<'q, DB>,
+    DateTime<Utc>: Type<DB> + for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB>,
+    Option<DateTime<Utc>>: for<'q> Encode<'q, DB>,
+{
+    async fn enqueue(&self, rows: &[NewNotification]) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        Self::insert_notifications(&mut tx, rows).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Notification>> {
+        let sql = AssertSqlSafe(format!(
+            "UPDATE notifications SET attempts = attempts + 1, lease_until = $1 \
+             WHERE id IN (SELECT id FROM notifications \
+                WHERE status IN ('pending', 'failed') AND next_attempt_at <= $2 \
+                AND (lease_until IS NULL OR lease_until <= $2) \
+                ORDER BY next_attempt_at LIMIT $3{}) \
+             RETURNING {NOTIFICATION_COLUMNS}",
+            DB::SKIP_LOCKED
+        ));
+        let rows: Vec<NotificationRow> = sqlx::query_as(sql)
+            .bind(lease_until)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.writer)
+            .await?;
+        rows.into_iter().map(notification_from_row).collect()
+    }
+
+    async fn settle(&self, s: &Settlement) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let delivered_at = (s.status == Status::Delivered).then_some(s.attempt.finished_at);
+        let updated = sqlx::query(SETTLE)
+            .bind(s.status.as_str())
+            .bind(&s.attempt.error)
+            .bind(s.next_attempt_at)
+            .bind(delivered_at)
+            .bind(s.id.to_string())
+            .bind(s.attempt.attempt)
+            .execute(&mut *tx)
+            .await?;
+        if DB::rows_affected(&updated) == 1 {
+            sqlx::query(INSERT_ATTEMPT)
+                .bind(s.id.to_string())
+                .bind(s.attempt.attempt)
+                .bind(s.attempt.started_at)
+                .bind(s.attempt.finished_at)
+                .bind(&s.attempt.outcome)
+                .bind(s.attempt.status_code)
+                .bind(&s.attempt.error)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let (due,): (Option<DateTime<Utc>>,) =
+            sqlx::query_as(NEXT_DUE).fetch_one(&self.reader).await?;
+        Ok(due)
+    }
+
+    async fn list_notifications(
+        &self,
+        workspace: &str,
+        status: Option<Status>,
+        task_id: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<Notification>> {
+        let mut qb = QueryBuilder::<DB>::new(format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE workspace = "
+        ));
+        qb.push_bind(workspace.to_owned());
+        if let Some(status) = status {
+            qb.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(task_id) = task_id {
+            qb.push(" AND task_id = ").push_bind(task_id.to_string());
+        }
+        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(limit);
+        let rows: Vec<NotificationRow> = qb.build_query_as().fetch_all(&self.reader).await?;
+        rows.into_iter().map(notification_from_row).collect()
+    }
+
+    async fn get_notification(
+        &self,
+        workspace: &str,
+        id: Uuid,
+    ) -> Result<Option<(Notification, Vec<Attempt>)>> {
+        let sql = AssertSqlSafe(format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE workspace = $1 AND id = $2"
+        ));
+        let row: Option<NotificationRow> = sqlx::query_as(sql)
+            .bind(workspace)
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let attempts: Vec<AttemptRow> = sqlx::query_as(ATTEMPTS_OF)
+            .bind(id.to_string())
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(Some((
+            notification_from_row(row)?,
+            attempts.into_iter().map(attempt_from_row).collect(),
+        )))
+    }
+
+    async fn requeue(&self, workspace: &str, id: Uuid, now: DateTime<Utc>) -> Result<Requeued> {
+        let updated = sqlx::query(REQUEUE)
+            .bind(now)
+            .bind(workspace)
+            .bind(id.to_string())
+            .execute(&self.writer)
+            .await?;
+        if DB::rows_affected(&updated) == 1 {
+            return Ok(Requeued::Yes);
+        }
+        let status: Option<(String,)> = sqlx::query_as(STATUS_OF)
+            .bind(workspace)
+            .bind(id.to_string())
+            .fetch_optional(&self.writer)
+            .await?;
+        Ok(match status {
+            Some(_) => Requeued::AlreadyDelivered,
+            None => Requeued::NotFound,
+        })
+    }
+
+    async fn prune_settled(&self, cutoff: DateTime<Utc>) -> Result<u64> {
+        let mut pruned = 0;
+        loop {
+            let done = sqlx::query(PRUNE_SETTLED)
+                .bind(cutoff)
+                .bind(PRUNE_BATCH)
+                .execute(&self.writer)
+                .await?;
+            let gone = DB::rows_affected(&done);
+            pruned += gone;
+            if gone < PRUNE_BATCH as u64 {
+                return Ok(pruned);
+            }
+            // Let the writes queued behind this batch go first.
+            tokio::task::yield_now().await;
+        }
+    }
+
+    async fn backlog(&self) -> Result<Vec<(Status, i64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(BACKLOG).fetch_all(&self.reader).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(s, n)| Status::parse(&s).map(|s| (s, n)))
+            .collect())
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,20 +1,31 @@
 //! Postgres backend: for several taskwire processes sharing one state. Writers of one
 //! workspace are serialised by the lock on their `workspace_seqs` row, held to commit, which
 //! is what keeps event numbers gapless and in commit order.
+//!
+//! Here: opening the pool, and Postgres's [`Dialect`]; the queries are in the shared modules.
 
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::Postgres;
+use sqlx::postgres::PgPoolOptions;
 
-use super::jobs::impl_sql_jobs;
+use super::dialect::Dialect;
 use super::open::{self, OpenError};
-use super::outbox::impl_sql_outbox;
-use super::sql::impl_sql_store;
+use super::sql::SqlStore;
 
 /// Tasks and events in a Postgres database.
-#[derive(Debug, Clone)]
-pub struct PgStore {
-    pool: PgPool,
+pub type PgStore = SqlStore<Postgres>;
+
+impl Dialect for Postgres {
+    const BACKEND: &'static str = "postgres";
+    const LOCK_ROWS: &'static str = " FOR UPDATE";
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
+    const LIKE: &'static str = "ILIKE";
+    const ONE_TRIP: bool = false;
+
+    fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
 }
 
 impl PgStore {
@@ -43,35 +54,10 @@ impl PgStore {
                 target: open::pg_target(&options),
                 cause: e.to_string(),
             })?;
-        Ok(PgStore { pool })
-    }
-
-    fn writer(&self) -> &PgPool {
-        &self.pool
-    }
-
-    fn reader(&self) -> &PgPool {
-        &self.pool
+        // Postgres takes concurrent writers, so reads and writes share one pool.
+        Ok(PgStore {
+            writer: pool.clone(),
+            reader: pool,
+        })
     }
 }
-
-impl_sql_store!(
-    PgStore,
-    sqlx::Postgres,
-    "postgres",
-    lock = " FOR UPDATE",
-    like = "ILIKE",
-    one_trip = false
-);
-
-impl_sql_outbox!(
-    PgStore,
-    sqlx::Postgres,
-    skip_locked = " FOR UPDATE SKIP LOCKED"
-);
-
-impl_sql_jobs!(
-    PgStore,
-    sqlx::Postgres,
-    skip_locked = " FOR UPDATE SKIP LOCKED"
-);

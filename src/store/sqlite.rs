@@ -6,21 +6,32 @@
 //! inside whichever commit crosses the WAL size threshold, adding milliseconds to that one
 //! request. The writer turns automatic checkpoints off and a connection of its own runs
 //! passive checkpoints in the background, which never block the writer.
+//!
+//! Here: opening the pools, and SQLite's [`Dialect`]; the queries are in the shared modules.
 
 use std::time::Duration;
 
+use sqlx::Sqlite;
 use sqlx::sqlite::{SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use super::jobs::impl_sql_jobs;
+use super::dialect::Dialect;
 use super::open::{self, OpenError};
-use super::outbox::impl_sql_outbox;
-use super::sql::impl_sql_store;
+use super::sql::SqlStore;
 
 /// Tasks and events in a SQLite file.
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+pub type SqliteStore = SqlStore<Sqlite>;
+
+impl Dialect for Sqlite {
+    const BACKEND: &'static str = "sqlite";
+    const LOCK_ROWS: &'static str = "";
+    const SKIP_LOCKED: &'static str = "";
+    // SQLite's LIKE folds ASCII case by itself.
+    const LIKE: &'static str = "LIKE";
+    const ONE_TRIP: bool = true;
+
+    fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
 }
 
 impl SqliteStore {
@@ -74,14 +85,6 @@ impl SqliteStore {
         };
         Ok(SqliteStore { writer, reader })
     }
-
-    fn writer(&self) -> &SqlitePool {
-        &self.writer
-    }
-
-    fn reader(&self) -> &SqlitePool {
-        &self.reader
-    }
 }
 
 /// How often the background checkpoint runs; SQLite's own threshold (1000 pages, ~4 MiB)
@@ -107,19 +110,6 @@ async fn checkpoint_in_background(checkpointer: SqlitePool, writer: SqlitePool) 
     }
     checkpointer.close().await;
 }
-
-impl_sql_store!(
-    SqliteStore,
-    sqlx::Sqlite,
-    "sqlite",
-    lock = "",
-    like = "LIKE",
-    one_trip = true
-);
-
-impl_sql_outbox!(SqliteStore, sqlx::Sqlite, skip_locked = "");
-
-impl_sql_jobs!(SqliteStore, sqlx::Sqlite, skip_locked = "");
 
 #[cfg(test)]
 mod tests {
