@@ -20,7 +20,7 @@
 #                                                       # a longer local run, another seed
 #
 # Settings (environment): SCHEMATHESIS_MAX_EXAMPLES (examples per operation and phase, default
-# 100), SCHEMATHESIS_SEED (default 18, fixed so CI runs repeat), SCHEMATHESIS_RUNS (default
+# 250), SCHEMATHESIS_SEED (default 18, fixed so CI runs repeat), SCHEMATHESIS_RUNS (default
 # "default auth"). Reports (JUnit XML, the server's log) go to target/schemathesis/.
 set -euo pipefail
 
@@ -28,7 +28,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source "$ROOT/scripts/lib/taskwire-bin.sh"
 
-MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-100}"
+MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-250}"
 SEED="${SCHEMATHESIS_SEED:-18}"
 RUNS="${SCHEMATHESIS_RUNS:-default auth}"
 DIR="tests/schemathesis"

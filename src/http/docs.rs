@@ -73,7 +73,11 @@ async fn serve(name: &str, config: Arc<Config<'static>>) -> Response {
     };
     let content_type = HeaderValue::from_str(&file.content_type)
         .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
-    let mut response = ([(header::CONTENT_TYPE, content_type)], file.bytes.into_owned()).into_response();
+    let mut response = (
+        [(header::CONTENT_TYPE, content_type)],
+        file.bytes.into_owned(),
+    )
+        .into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,

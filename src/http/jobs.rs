@@ -1,10 +1,10 @@
 //! `/api/jobs`: submit (JSON, multipart or a raw file), list, read, cancel, download the
 //! result. Following a job over SSE is in `sse/jobs.rs`.
 
+use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Multipart, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::Json;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::{Map, Value};
@@ -32,10 +32,7 @@ const MAX_LIMIT: i64 = 1000;
 /// Job routes answered within the request timeout, with their descriptions.
 pub fn router(upload_limit: usize) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(
-            routes!(list, submit)
-                .layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
-        )
+        .routes(routes!(list, submit).layer(axum::extract::DefaultBodyLimit::max(upload_limit)))
         .routes(routes!(read))
         .routes(routes!(cancel))
         .routes(routes!(result))
@@ -78,6 +75,7 @@ impl FromRequest<AppState> for Submission {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
+        check_query(req.uri().query())?;
         let mime = media_type(req.headers());
         if mime == "multipart/form-data" {
             let multipart = Multipart::from_request(req, state)
@@ -223,6 +221,31 @@ fn multipart_error(
     }
 }
 
+/// The query parameters of a raw-file submission are checked whatever the body, so a bad
+/// value is a 422 naming it rather than silently unused next to a JSON or multipart body.
+fn check_query(query: Option<&str>) -> Result<()> {
+    for (key, value) in query_pairs(query)? {
+        let valid = match key.as_str() {
+            "kind" => !value.trim().is_empty(),
+            "format" => matches!(value.trim(), "csv" | "json"),
+            "atomic" => matches!(value.trim(), "true" | "false"),
+            _ => true,
+        };
+        if !valid {
+            let expected = match key.as_str() {
+                "kind" => "a job kind",
+                "format" => "csv or json",
+                _ => "true or false",
+            };
+            return Err(Error::invalid(
+                key.clone(),
+                format!("query parameter `{key}` must be {expected} (got {value:?})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A form or query value: `true`/`false` become booleans, everything else stays text.
 fn form_value(text: &str) -> Value {
     match text.trim() {
@@ -282,7 +305,6 @@ fn from_raw(bytes: Bytes, mime: String, query: Option<&str>) -> Result<Submissio
             links(
                 ("GetJob" = (operation_id = "get_job", parameters(("id" = "$response.body#/id")))),
                 ("CancelJob" = (operation_id = "cancel_job", parameters(("id" = "$response.body#/id")))),
-                ("JobResult" = (operation_id = "job_result", parameters(("id" = "$response.body#/id")))),
             )),
         BadJson, Unauthorized, Timeout, TooLarge, NotJson, Invalid, RateLimited, Unavailable,
     )

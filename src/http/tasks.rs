@@ -18,7 +18,7 @@ use super::openapi::schemas::{NewTaskBody, TaskPatchBody};
 use crate::domain::error::{Error, Result};
 use crate::domain::query::TaskQuery;
 use crate::domain::service::parse_task_id;
-use crate::domain::task::Task;
+use crate::domain::task::{Task, TaskPatch};
 
 /// Routes of the task resource, each with its description.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -33,6 +33,25 @@ fn with_etag(status: StatusCode, task: Task, extra: HeaderMap) -> Response {
         response.headers_mut().insert(header::ETAG, value);
     }
     response
+}
+
+/// The answer to an `If-Match` that can match no version: 404 when the task does not exist
+/// (a precondition is only judged on an existing task), otherwise the 412 with the version the
+/// task is at.
+async fn with_current_version(
+    state: &AppState,
+    actor: &crate::domain::task::Actor,
+    id: uuid::Uuid,
+    unmatchable: Error,
+) -> Error {
+    match (state.service.get(actor, id).await, unmatchable) {
+        (Err(err), _) => err,
+        (Ok(task), Error::PreconditionFailed { message, .. }) => Error::PreconditionFailed {
+            message,
+            current: Some(task.version),
+        },
+        (Ok(_), other) => other,
+    }
 }
 
 /// Query-string pairs; an undecodable query string is a 422 on `query`.
@@ -192,6 +211,14 @@ async fn update(
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
     let id = parse_task_id(&id)?;
+    let expected = match expected {
+        Ok(expected) => expected,
+        Err(unmatchable) => {
+            // The body is judged before the precondition, as it is for a version that is stale.
+            TaskPatch::from_json(&body)?;
+            return Err(with_current_version(&state, &actor, id, unmatchable).await);
+        }
+    };
     let task = state.service.update(&actor, id, &body, expected).await?;
     Ok(with_etag(StatusCode::OK, task, HeaderMap::new()))
 }
@@ -218,9 +245,11 @@ async fn remove(
     Path(id): Path<String>,
     IfMatch(expected): IfMatch,
 ) -> Result<StatusCode> {
-    state
-        .service
-        .delete(&actor, parse_task_id(&id)?, expected)
-        .await?;
+    let id = parse_task_id(&id)?;
+    let expected = match expected {
+        Ok(expected) => expected,
+        Err(unmatchable) => return Err(with_current_version(&state, &actor, id, unmatchable).await),
+    };
+    state.service.delete(&actor, id, expected).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,13 +6,15 @@ notification rows commit together in one transaction, so afterwards
 
 - every workspace's event log is gapless: seq 1..last_seq, each once (nothing is pruned
   within the retention defaults of a short run);
-- every task row has a `task_created` event and one event per later version, the newest of
-  which carries exactly the row; no task row's history ends in `task_deleted`, and a deleted
-  task has no row;
+- every task row has a `task_created` event (version 1, or the version an import kept) and one
+  event per later version, the newest of which carries exactly the row; no task row's history
+  ends in `task_deleted`, and a deleted task has no row;
 - every event row holds a task of its own task_id whose version follows the previous event's;
 - every task row obeys the domain rules (trimmed 1-500 character title, canonical status, ...);
-- with N webhook URLs, every event has exactly N notifications of the matching type, and no
-  notification, attempt or job-result part is left without its parent.
+- with N webhook URLs, every change made by a request has exactly N notifications of its type
+  and version, and a job's changes none (a job sends N summaries instead, about the job);
+  every notification is about a logged change or a job of the matching kind; no attempt or
+  job-result part is left without its parent.
 
     consistency.py DATABASE [--webhooks N]
 
@@ -70,7 +72,7 @@ def check(db: str, webhooks: int) -> tuple[list[str], dict]:
             version = task.get("version")
             if i == 0 and r["kind"] != "task_created":
                 problems.append(f"task {task_id}: history starts with {r['kind']}")
-            if r["kind"] == "task_created" and (i != 0 or version != 1):
+            if r["kind"] == "task_created" and (i != 0 or not isinstance(version, int) or version < 1):
                 problems.append(f"task {task_id}: task_created at position {i} with version {version}")
             if r["kind"] == "task_updated" and version != previous_version + 1:
                 problems.append(f"task {task_id}: update to version {version} after {previous_version}")
@@ -91,9 +93,6 @@ def check(db: str, webhooks: int) -> tuple[list[str], dict]:
         last = rows[-1]
         if last["kind"] == "task_deleted":
             problems.append(f"task {t['id']}: deleted in the log but still a row")
-        updates = sum(1 for r in rows if r["kind"] in ("task_created", "task_updated"))
-        if updates != t["version"]:
-            problems.append(f"task {t['id']}: version {t['version']} but {updates} create/update events")
         logged = json.loads(last["task"])
         for field in ("title", "description", "status", "assignee", "assignee_email", "due_date", "version",
                       "created_by", "updated_by"):
@@ -115,23 +114,48 @@ def check(db: str, webhooks: int) -> tuple[list[str], dict]:
         if rows[-1]["kind"] != "task_deleted" and key not in live:
             problems.append(f"task {key[1]}: in the log and not deleted, but no row")
 
-    # Notifications: one per event and webhook URL, each about a logged task.
-    per_event: dict[tuple[str, str, str], int] = defaultdict(int)
+    # Notifications: each task.* one is about a logged change (its payload carries the task and
+    # its version); each change has none (a job's) or one per webhook URL.
+    events = {}
     for (ws, task_id), rows in history.items():
         for r in rows:
-            per_event[(ws, task_id, EVENT_TYPES.get(r["kind"], "?"))] += webhooks
-    notified: dict[tuple[str, str, str], int] = defaultdict(int)
+            events[(ws, task_id, EVENT_TYPES.get(r["kind"]), json.loads(r["task"]).get("version"))] = 0
+    jobs = {r["id"]: r for r in conn.execute("SELECT id, workspace, kind, state, done FROM jobs")}
+    summaries: dict[str, int] = defaultdict(int)
     n = 0
-    for r in conn.execute("SELECT workspace, task_id, event_type, channel FROM notifications"):
+    for r in conn.execute("SELECT workspace, task_id, event_type, channel, payload FROM notifications"):
         n += 1
-        if r["channel"] == "webhook":
-            notified[(r["workspace"], r["task_id"], r["event_type"])] += 1
-        if (r["workspace"], r["task_id"]) not in history:
-            problems.append(f"notification about task {r['task_id']} that has no event")
+        if r["channel"] != "webhook":
+            continue
+        if r["event_type"].startswith("tasks."):
+            job = jobs.get(r["task_id"])
+            kind = {"tasks.bulk_updated": "bulk_update", "tasks.imported": "import"}.get(r["event_type"])
+            if job is None or job["kind"] != kind or job["workspace"] != r["workspace"]:
+                problems.append(f"summary {r['event_type']} about {r['task_id']}, not a {kind} job")
+            summaries[r["task_id"]] += 1
+            continue
+        try:
+            version = json.loads(r["payload"])["data"]["task"]["version"]
+        except (ValueError, KeyError, TypeError):
+            problems.append(f"notification about task {r['task_id']}: payload without the task")
+            continue
+        key = (r["workspace"], r["task_id"], r["event_type"], version)
+        if key not in events:
+            problems.append(f"notification {key} matches no logged change")
+            continue
+        events[key] += 1
     counts["notifications"] = n
-    for key in set(per_event) | set(notified):
-        if per_event.get(key, 0) != notified.get(key, 0):
-            problems.append(f"{key}: {notified.get(key, 0)} webhook notifications, expected {per_event.get(key, 0)}")
+    for key, got in events.items():
+        if got not in (0, webhooks):
+            problems.append(f"change {key}: {got} webhook notifications, expected {webhooks}")
+    for job_id, got in summaries.items():
+        if got != webhooks:
+            problems.append(f"job {job_id}: {got} summaries, expected {webhooks}")
+    # Changes without notifications are a job's: no more of them than jobs' progress counts.
+    quiet = sum(1 for got in events.values() if got == 0)
+    by_jobs = sum(j["done"] for j in jobs.values() if j["kind"] in ("bulk_update", "import"))
+    if webhooks and quiet > by_jobs:
+        problems.append(f"{quiet} changes without notifications, but jobs made at most {by_jobs}")
     orphans = conn.execute(
         "SELECT COUNT(*) FROM notification_attempts a LEFT JOIN notifications n ON n.id = a.notification_id "
         "WHERE n.id IS NULL").fetchone()[0]
@@ -139,9 +163,8 @@ def check(db: str, webhooks: int) -> tuple[list[str], dict]:
         problems.append(f"{orphans} notification attempts without their notification")
 
     # Jobs and their result files.
-    jobs = list(conn.execute("SELECT id, state, result_size FROM jobs"))
     counts["jobs"] = len(jobs)
-    for j in jobs:
+    for j in jobs.values():
         if j["state"] not in JOB_STATES:
             problems.append(f"job {j['id']}: state {j['state']!r}")
     orphans = conn.execute(

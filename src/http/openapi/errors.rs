@@ -36,7 +36,10 @@ pub struct ErrorDetail {
 
 /// 400 `invalid_json`.
 #[derive(IntoResponses)]
-#[response(status = 400, description = "`invalid_json`: the body is not valid JSON (an empty body included).")]
+#[response(
+    status = 400,
+    description = "`invalid_json`: the body is not valid JSON (an empty body included)."
+)]
 pub struct BadJson(#[allow(dead_code)] ErrorBody);
 
 /// 401 `unauthorized`.
@@ -58,12 +61,18 @@ pub struct NotFound(#[allow(dead_code)] ErrorBody);
 
 /// 408 `timeout`.
 #[derive(IntoResponses)]
-#[response(status = 408, description = "`timeout`: the request ran longer than `REQUEST_TIMEOUT_SECONDS`.")]
+#[response(
+    status = 408,
+    description = "`timeout`: the request ran longer than `REQUEST_TIMEOUT_SECONDS`."
+)]
 pub struct Timeout(#[allow(dead_code)] ErrorBody);
 
 /// 409 `conflict`.
 #[derive(IntoResponses)]
-#[response(status = 409, description = "`conflict`: the change conflicts with the current state.")]
+#[response(
+    status = 409,
+    description = "`conflict`: the change conflicts with the current state."
+)]
 pub struct Conflict(#[allow(dead_code)] ErrorBody);
 
 /// 412 `precondition_failed`.
@@ -76,12 +85,18 @@ pub struct PreconditionFailed(#[allow(dead_code)] ErrorBody);
 
 /// 413 `payload_too_large`.
 #[derive(IntoResponses)]
-#[response(status = 413, description = "`payload_too_large`: the body is larger than `BODY_LIMIT` (`JOB_UPLOAD_LIMIT` for job submissions).")]
+#[response(
+    status = 413,
+    description = "`payload_too_large`: the body is larger than `BODY_LIMIT` (`JOB_UPLOAD_LIMIT` for job submissions)."
+)]
 pub struct TooLarge(#[allow(dead_code)] ErrorBody);
 
 /// 415 `unsupported_media_type`.
 #[derive(IntoResponses)]
-#[response(status = 415, description = "`unsupported_media_type`: the body is not `application/json` (or `application/*+json`).")]
+#[response(
+    status = 415,
+    description = "`unsupported_media_type`: the body is not `application/json` (or `application/*+json`)."
+)]
 pub struct NotJson(#[allow(dead_code)] ErrorBody);
 
 /// 422 `validation_failed`.

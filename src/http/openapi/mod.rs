@@ -135,6 +135,7 @@ pub fn finish(document: utoipa::openapi::OpenApi, settings: &Settings) -> Value 
         {
             security.push(json!({}));
         }
+        fix_links(operation);
         let headers = operation
             .get_mut("responses")
             .and_then(Value::as_object_mut)
@@ -148,6 +149,30 @@ pub fn finish(document: utoipa::openapi::OpenApi, settings: &Settings) -> Value 
         }
     }
     doc
+}
+
+/// utoipa 5.5 writes a link's fields in snake case (`operation_id`); OpenAPI's names are
+/// camel case (`operationId`), and a client reading the document would find no target.
+fn fix_links(operation: &mut Value) {
+    let links = operation
+        .get_mut("responses")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|responses| responses.values_mut())
+        .filter_map(|response| response.get_mut("links").and_then(Value::as_object_mut))
+        .flat_map(|links| links.values_mut())
+        .filter_map(Value::as_object_mut);
+    for link in links {
+        for (from, to) in [
+            ("operation_id", "operationId"),
+            ("operation_ref", "operationRef"),
+            ("request_body", "requestBody"),
+        ] {
+            if let Some(value) = link.remove(from) {
+                link.insert(to.to_owned(), value);
+            }
+        }
+    }
 }
 
 /// The finished document, serialised once; reaches [`document`] as a request extension.

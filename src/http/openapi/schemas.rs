@@ -167,3 +167,21 @@ pub struct JobForm {
     #[schema(required = false)]
     params: String,
 }
+
+/// One Server-Sent Event as a client's parser sees it (OpenAPI 3.1 describes an event stream
+/// by the schema of each event).
+#[derive(Deserialize, ToSchema)]
+pub struct ServerSentEvent {
+    /// The event's data: JSON text (see the operation for its shape).
+    #[schema(required = false)]
+    data: String,
+    /// The event name; absent (`message`) unless the stream names its events.
+    #[schema(required = false)]
+    event: String,
+    /// The sequence number, for `Last-Event-ID`.
+    #[schema(required = false)]
+    id: String,
+    /// How long EventSource waits before reconnecting, in milliseconds.
+    #[schema(required = false)]
+    retry: u64,
+}

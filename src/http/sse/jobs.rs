@@ -16,6 +16,7 @@ use crate::http::AppState;
 use crate::http::caller::Caller;
 use crate::http::jobs::parse_id;
 use crate::http::openapi::errors::{NotFound, Unauthorized, Unavailable};
+use crate::http::openapi::schemas::ServerSentEvent;
 use crate::jobs::JobRecord;
 
 /// How often a job's stream re-reads the row, for jobs running in another process.
@@ -32,7 +33,7 @@ const STREAM_POLL: Duration = Duration::from_secs(1);
     params(("id" = Uuid, Path, description = "The job.")),
     security(("bearer" = []), ("token_query" = [])),
     responses(
-        (status = 200, description = "A `text/event-stream` of job JSON, ending after the final state.", content_type = "text/event-stream", body = String),
+        (status = 200, description = "A `text/event-stream` of job JSON, ending after the final state.", content_type = "text/event-stream", body = ServerSentEvent),
         Unauthorized, NotFound, Unavailable,
     )
 )]

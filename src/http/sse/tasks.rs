@@ -21,6 +21,7 @@ use crate::domain::error::{Error, Result};
 use crate::http::AppState;
 use crate::http::caller::Caller;
 use crate::http::openapi::errors::{Invalid, Unauthorized, Unavailable};
+use crate::http::openapi::schemas::ServerSentEvent;
 use crate::http::tasks::query_pairs;
 use crate::realtime::frame::{Frame, ResyncRequired};
 use crate::realtime::replay::{LogCursor, Resume, resume_point};
@@ -81,7 +82,7 @@ fn options(headers: &HeaderMap, raw_query: Option<&str>) -> Result<Options> {
     ),
     security(("bearer" = []), ("token_query" = [])),
     responses(
-        (status = 200, description = "An endless `text/event-stream`.", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An endless `text/event-stream`.", content_type = "text/event-stream", body = ServerSentEvent),
         Unauthorized, Invalid, Unavailable,
     )
 )]
@@ -108,7 +109,7 @@ pub(super) async fn task_updates(
     ),
     security(("bearer" = []), ("token_query" = [])),
     responses(
-        (status = 200, description = "An endless `text/event-stream`.", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An endless `text/event-stream`.", content_type = "text/event-stream", body = ServerSentEvent),
         Unauthorized, Invalid, Unavailable,
     )
 )]
