@@ -5,7 +5,8 @@
 # get / cancel / result) in its stateful phase. Every response must be no 5xx and match the
 # document: status code, content type, headers and body schema. Afterwards the server is
 # stopped and its SQLite database is checked for half-written changes
-# (tests/schemathesis/consistency.py).
+# (tests/schemathesis/consistency.py). Before each run, openapi-spec-validator checks that the
+# document the server serves is valid OpenAPI 3.1.
 #
 # Two runs, each on a fresh database and a free loopback port:
 #   default  the binary's default settings (auth off; rate limits at their defaults);
@@ -21,7 +22,8 @@
 #
 # Settings (environment): SCHEMATHESIS_MAX_EXAMPLES (examples per operation and phase, default
 # 250), SCHEMATHESIS_SEED (default 18, fixed so CI runs repeat), SCHEMATHESIS_RUNS (default
-# "default auth"). Reports (JUnit XML, the server's log) go to target/schemathesis/.
+# "default auth"). Reports (JUnit XML, the server's log, the database) go to
+# target/schemathesis/.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -107,6 +109,11 @@ run_schemathesis() {
   local name="$1"
   shift
   local started=$SECONDS
+  echo "==> openapi-spec-validator ($name): $BASE/api/openapi.json" >&2
+  "$VENV/bin/python" -c 'import sys, urllib.request; open(sys.argv[2], "wb").write(urllib.request.urlopen(sys.argv[1]).read())' \
+    "$BASE/api/openapi.json" "$OUT/$name-openapi.json" || return 1
+  # (set -e does not apply inside a function called with ||, hence each || return.)
+  "$VENV/bin/openapi-spec-validator" --schema 3.1 "$OUT/$name-openapi.json" || return 1
   echo "==> schemathesis ($name): $BASE/api/openapi.json, seed $SEED, $MAX_EXAMPLES examples per operation" >&2
   "$VENV/bin/schemathesis" --no-color run "$BASE/api/openapi.json" \
     --seed "$SEED" \
@@ -118,7 +125,7 @@ run_schemathesis() {
     --request-timeout 20 \
     --suppress-health-check all \
     --report junit --report-dir "$OUT/$name" \
-    "$@"
+    "$@" || return 1
   echo "==> schemathesis ($name) took $((SECONDS - started)) s" >&2
 }
 
@@ -129,6 +136,7 @@ for run in $RUNS; do
       start_server default
       run_schemathesis default || status=1
       stop_server || status=1
+      cp "$DB" "$OUT/default.db"
       "$VENV/bin/python" "$DIR/consistency.py" "$DB" || status=1
       ;;
     auth)
@@ -142,6 +150,7 @@ for run in $RUNS; do
       stop_server || status=1
       kill "$SINK_PID" && wait "$SINK_PID" || true
       SINK_PID=""
+      cp "$DB" "$OUT/auth.db"
       "$VENV/bin/python" "$DIR/consistency.py" "$DB" --webhooks 1 || status=1
       ;;
     *)

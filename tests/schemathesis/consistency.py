@@ -31,6 +31,9 @@ from collections import defaultdict
 
 STATUSES = {"pending", "in_progress", "completed"}
 EVENT_TYPES = {"task_created": "task.created", "task_updated": "task.updated", "task_deleted": "task.deleted"}
+# Unicode White_Space, what Rust's `str::trim` removes (Python's `str.strip` also removes
+# U+001C-U+001F, which Rust does not count as white space).
+WHITE_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
 JOB_STATES = {"queued", "running", "succeeded", "failed", "cancelled", "timed_out", "interrupted"}
 
 
@@ -99,13 +102,13 @@ def check(db: str, webhooks: int) -> tuple[list[str], dict]:
             if logged.get(field) != t[field]:
                 problems.append(f"task {t['id']}: {field} is {t[field]!r} in the row, {logged.get(field)!r} in the log")
         title = t["title"]
-        if title != title.strip() or not title or len(title) > 500:
+        if title != title.strip(WHITE_SPACE) or not title or len(title) > 500:
             problems.append(f"task {t['id']}: title {title[:40]!r}… breaks the rules")
         if t["status"] not in STATUSES:
             problems.append(f"task {t['id']}: status {t['status']!r}")
         if len(t["description"]) > 20000:
             problems.append(f"task {t['id']}: description of {len(t['description'])} characters")
-        if t["assignee"] is not None and (t["assignee"] != t["assignee"].strip() or not t["assignee"]
+        if t["assignee"] is not None and (t["assignee"] != t["assignee"].strip(WHITE_SPACE) or not t["assignee"]
                                           or len(t["assignee"]) > 200):
             problems.append(f"task {t['id']}: assignee {t['assignee'][:40]!r}")
         if t["version"] < 1 or t["created_at"] > t["updated_at"]:
