@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: the engine.io fork check, formatting, lints, Rust unit
 # + integration tests (on SQLite and on the Postgres at 127.0.0.1:5432), then the client-compatibility suites with the
-# real socket.io clients from npm and PyPI. Installs what those need (npm ci, a Python venv).
+# real socket.io clients from npm and PyPI, and schemathesis against the OpenAPI document.
+# Installs what those need (npm ci, Python venvs).
 #
 #   scripts/test.sh
 #
@@ -31,6 +32,9 @@ benches/smoke.sh "$BIN"
 
 echo "==> client compatibility suites" >&2
 TASKWIRE_BIN="$BIN" scripts/test-clients.sh
+
+echo "==> schemathesis against the OpenAPI document" >&2
+TASKWIRE_BIN="$BIN" scripts/test-schemathesis.sh
 
 echo "==> browser suite" >&2
 TASKWIRE_BIN="$BIN" scripts/test-browser.sh

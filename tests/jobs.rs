@@ -945,7 +945,66 @@ on_both_backends!(
     result_files_of_any_size_come_back_whole,
     only_the_worker_holding_a_job_stores_its_result,
     a_custom_kind_from_the_example_app_runs,
+    a_bad_raw_file_parameter_is_refused_whatever_the_body,
 );
+
+/// Found by schemathesis: `?atomic=null` (or `?format=xml`, `?kind=`) next to a JSON or
+/// multipart body was silently unused and the job ran; these parameters are checked whatever
+/// the body, a bad one is a 422 naming it, and no job is made.
+async fn a_bad_raw_file_parameter_is_refused_whatever_the_body(backend: Backend) {
+    let app = spawn(backend, |_| {}).await;
+    let body = json!({"kind": "export", "params": {"format": "csv"}});
+    for (query, field) in [
+        ("atomic=null", "atomic"),
+        ("format=xml", "format"),
+        ("kind=%20", "kind"),
+    ] {
+        let url = app.url(&format!("/api/jobs?{query}"));
+        let res = app.http.post(&url).json(&body).send().await.unwrap();
+        assert_eq!(res.status(), 422, "JSON body, ?{query}");
+        let error: Value = res.json().await.unwrap();
+        assert_eq!(error["error"]["field"], field, "{error}");
+        let form = reqwest::multipart::Form::new()
+            .text("kind", "import")
+            .text("format", "csv")
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(b"title\nA\n".to_vec()).file_name("a.csv"),
+            );
+        let res = app.http.post(&url).multipart(form).send().await.unwrap();
+        assert_eq!(res.status(), 422, "multipart body, ?{query}");
+        let res = app
+            .http
+            .post(&url)
+            .header("content-type", "text/csv")
+            .body("title\nA\n")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 422, "raw file, ?{query}");
+    }
+    let jobs: Value = app.get_json("/api/jobs").await;
+    assert_eq!(jobs, json!([]), "no job was made");
+    // Good values still work, with every body.
+    let res = app
+        .http
+        .post(app.url("/api/jobs?kind=import&format=csv&atomic=true"))
+        .header("content-type", "text/csv")
+        .body("title\nA\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let res = app
+        .http
+        .post(app.url("/api/jobs?atomic=false"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    app.stop().await;
+}
 
 /// Two processes on one Postgres database, each with its own `JOB_RESULT_DIR` (as on two
 /// machines): a result is served by the process that did not run the job, the same bytes and

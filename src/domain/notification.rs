@@ -11,7 +11,7 @@ use super::event::{EventKind, TaskEvent, format_at};
 use super::task::{Actor, Task, now};
 
 /// Where a notification goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     /// An HTTP POST to a `WEBHOOK_URL`.
@@ -40,8 +40,9 @@ impl Channel {
 }
 
 /// Delivery state of a notification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = NotificationStatus)]
 pub enum Status {
     /// Not attempted yet (or queued again by a manual retry).
     Pending,
@@ -107,7 +108,7 @@ pub struct NewNotification {
 }
 
 /// A notification as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Notification {
     /// Its id (the webhook's `webhook-id`).
     pub id: Uuid,
@@ -140,7 +141,7 @@ pub struct Notification {
 }
 
 /// One delivery attempt, as `GET /api/notifications/{id}` lists them.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Attempt {
     /// 1, 2, 3, …
     pub attempt: i64,

@@ -21,7 +21,7 @@ pub const MAX_ASSIGNEE_CHARS: usize = 200;
 pub const MAX_EMAIL_CHARS: usize = 254;
 
 /// Where a task is in its life; the wire form is always the canonical snake_case name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     /// Not started.
@@ -92,7 +92,7 @@ pub fn parse_status(field: &str, raw: &str) -> Result<TaskStatus> {
 }
 
 /// A task as stored and sent to clients.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Task {
     /// Time-ordered UUID v7.
     pub id: Uuid,

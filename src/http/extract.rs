@@ -46,28 +46,34 @@ impl FromRequest<AppState> for JsonBody {
     }
 }
 
-/// The version named by `If-Match`, if the header is present. `*` matches any version.
-/// Accepts `"3"`, `W/"3"` and a bare `3`; anything else cannot match a version → 412.
-pub struct IfMatch(pub Option<i64>);
+/// The version named by `If-Match`: `Ok(None)` when the header is absent or `*`, `Ok(Some(v))`
+/// for `"3"`, `W/"3"` or a bare `3`, and for anything else the 412 it earns, which the handler
+/// returns only once the rest of the request has been found valid: a request for a task that
+/// does not exist, or with a bad body, is told that first (RFC 9110 section 13.2.2 judges
+/// preconditions last), and a tag that matches no version only means the precondition failed.
+pub struct IfMatch(pub Result<Option<i64>, Error>);
 
 impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
-    type Rejection = Error;
+    type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &S,
+    ) -> Result<Self, std::convert::Infallible> {
         let Some(raw) = parts.headers.get(header::IF_MATCH) else {
-            return Ok(IfMatch(None));
+            return Ok(IfMatch(Ok(None)));
         };
         let text = raw.to_str().unwrap_or("").trim();
         if text == "*" {
-            return Ok(IfMatch(None));
+            return Ok(IfMatch(Ok(None)));
         }
         let tag = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
-        tag.parse::<i64>()
-            .map(|v| IfMatch(Some(v)))
-            .map_err(|_| Error::PreconditionFailed {
+        Ok(IfMatch(tag.parse::<i64>().map(Some).map_err(|_| {
+            Error::PreconditionFailed {
                 message: format!("If-Match must be a version ETag such as \"3\" (got {text:?})"),
                 current: None,
-            })
+            }
+        })))
     }
 }
 

@@ -5,16 +5,18 @@ use std::time::Duration;
 
 use std::fmt::Write as _;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
 use axum::{Extension, Json};
 use engineioxide::{SessionCloser, SessionCounts};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
+use super::openapi::errors::Unavailable;
 use crate::domain::error::{Error, Result};
 use crate::telemetry;
 
@@ -22,19 +24,67 @@ use crate::telemetry;
 /// with a few seconds' budget gets a 503 with the reason rather than timing out itself.
 const READY_PING_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// `/healthz`, `/readyz`, `/metrics`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+/// `/healthz`, `/readyz`, `/metrics`, with their descriptions.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// `/healthz`'s answer.
+#[derive(Serialize, ToSchema)]
+struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    status: &'static str,
 }
 
-async fn readyz(State(state): State<AppState>) -> Result<Json<Value>> {
+/// `/readyz`'s answer.
+#[derive(Serialize, ToSchema)]
+struct Ready {
+    /// Always `ready`.
+    #[schema(example = "ready")]
+    status: &'static str,
+    /// `sqlite` or `postgres`.
+    #[schema(example = "sqlite")]
+    database: &'static str,
+    /// `ok`, with several processes (`REDIS_URL`) only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redis: Option<&'static str>,
+}
+
+/// Liveness: the process is up.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "ops",
+    security(()),
+    responses(
+        (status = 200, description = "The process is up.", body = Health),
+        Unavailable,
+    )
+)]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Readiness: the database (and Redis) answer and the server is not shutting down.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "ops",
+    security(()),
+    responses(
+        (status = 200, description = "Ready to serve.", body = Ready),
+        (status = 503, description = "`unavailable`: shutting down, or the database or Redis does not answer; the message says which.",
+            body = super::openapi::errors::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+    )
+)]
+async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>> {
     if state.shutdown.is_cancelled() {
         return Err(Error::Unavailable("shutting down".into()));
     }
@@ -56,15 +106,31 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>> {
     }
     if let Some(cluster) = &state.cluster {
         cluster.check().await.map_err(Error::Unavailable)?;
-        return Ok(Json(
-            json!({"status": "ready", "database": store.backend(), "redis": "ok"}),
-        ));
+        return Ok(Json(Ready {
+            status: "ready",
+            database: store.backend(),
+            redis: Some("ok"),
+        }));
     }
-    Ok(Json(
-        json!({"status": "ready", "database": store.backend()}),
-    ))
+    Ok(Json(Ready {
+        status: "ready",
+        database: store.backend(),
+        redis: None,
+    }))
 }
 
+/// Prometheus metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "ops",
+    security(()),
+    responses(
+        (status = 200, description = "Prometheus text format.", content_type = "text/plain", body = String),
+        Unavailable,
+    )
+)]
 async fn metrics(Extension(sessions): Extension<SessionCloser>) -> impl IntoResponse {
     let mut text = telemetry::prometheus().render();
     render_sessions(&mut text, sessions.count_sessions());

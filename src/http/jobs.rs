@@ -1,18 +1,24 @@
 //! `/api/jobs`: submit (JSON, multipart or a raw file), list, read, cancel, download the
 //! result. Following a job over SSE is in `sse/jobs.rs`.
 
+use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Multipart, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use futures::StreamExt;
 use serde_json::{Map, Value};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::AppState;
 use super::caller::{Caller, Writer};
+use super::openapi::errors::{
+    BadJson, Conflict, Invalid, NotFound, NotJson, RateLimited, Timeout, TooLarge, Unauthorized,
+    Unavailable,
+};
+use super::openapi::schemas::{JobForm, JobSubmission};
 use super::tasks::query_pairs;
 use crate::domain::error::{Error, Result};
 use crate::domain::task::type_name;
@@ -23,18 +29,13 @@ const DEFAULT_LIMIT: i64 = 100;
 /// The largest `limit` accepted.
 const MAX_LIMIT: i64 = 1000;
 
-/// Job routes answered within the request timeout.
-pub fn router(upload_limit: usize) -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/jobs",
-            get(list)
-                .post(submit)
-                .layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
-        )
-        .route("/api/jobs/{id}", get(read))
-        .route("/api/jobs/{id}/cancel", post(cancel))
-        .route("/api/jobs/{id}/result", get(result))
+/// Job routes answered within the request timeout, with their descriptions.
+pub fn router(upload_limit: usize) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, submit).layer(axum::extract::DefaultBodyLimit::max(upload_limit)))
+        .routes(routes!(read))
+        .routes(routes!(cancel))
+        .routes(routes!(result))
 }
 
 pub(super) fn parse_id(raw: &str) -> Result<Uuid> {
@@ -74,6 +75,7 @@ impl FromRequest<AppState> for Submission {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
+        check_query(req.uri().query())?;
         let mime = media_type(req.headers());
         if mime == "multipart/form-data" {
             let multipart = Multipart::from_request(req, state)
@@ -219,6 +221,31 @@ fn multipart_error(
     }
 }
 
+/// The query parameters of a raw-file submission are checked whatever the body, so a bad
+/// value is a 422 naming it rather than silently unused next to a JSON or multipart body.
+fn check_query(query: Option<&str>) -> Result<()> {
+    for (key, value) in query_pairs(query)? {
+        let valid = match key.as_str() {
+            "kind" => !value.trim().is_empty(),
+            "format" => matches!(value.trim(), "csv" | "json"),
+            "atomic" => matches!(value.trim(), "true" | "false"),
+            _ => true,
+        };
+        if !valid {
+            let expected = match key.as_str() {
+                "kind" => "a job kind",
+                "format" => "csv or json",
+                _ => "true or false",
+            };
+            return Err(Error::invalid(
+                key.clone(),
+                format!("query parameter `{key}` must be {expected} (got {value:?})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A form or query value: `true`/`false` become booleans, everything else stays text.
 fn form_value(text: &str) -> Value {
     match text.trim() {
@@ -254,6 +281,34 @@ fn from_raw(bytes: Bytes, mime: String, query: Option<&str>) -> Result<Submissio
     })
 }
 
+/// Submits a job: JSON `{kind, params}`, a multipart form with the file, or a raw file.
+#[utoipa::path(
+    post,
+    path = "/api/jobs",
+    operation_id = "submit_job",
+    tag = "jobs",
+    description = "Three shapes: JSON `{\"kind\", \"params\"}`; a `multipart/form-data` form with `kind`, `file` and params as text fields; or the raw file (`text/csv`, for example) with `kind` (default `import`) and params in the query string.",
+    params(
+        ("kind" = Option<String>, Query, description = "Raw file only: the job kind (default `import`)."),
+        ("format" = Option<String>, Query, description = "Raw file only: `csv` or `json`."),
+        ("atomic" = Option<bool>, Query, description = "Raw file only: all rows or none."),
+    ),
+    request_body(content(
+        (JobSubmission = "application/json"),
+        (JobForm = "multipart/form-data"),
+        (String = "text/csv"),
+    )),
+    security(("bearer" = []), ("token_query" = [])),
+    responses(
+        (status = 202, description = "Accepted and queued.", body = JobRecord,
+            headers(("Location" = String, description = "`/api/jobs/{id}`")),
+            links(
+                ("GetJob" = (operation_id = "get_job", parameters(("id" = "$response.body#/id")))),
+                ("CancelJob" = (operation_id = "cancel_job", parameters(("id" = "$response.body#/id")))),
+            )),
+        BadJson, Unauthorized, Timeout, TooLarge, NotJson, Invalid, RateLimited, Unavailable,
+    )
+)]
 async fn submit(
     State(state): State<AppState>,
     Writer(actor): Writer,
@@ -266,6 +321,23 @@ async fn submit(
     Ok(accepted(job, true))
 }
 
+/// The caller's workspace's jobs, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/jobs",
+    operation_id = "list_jobs",
+    tag = "jobs",
+    params(
+        ("state" = Option<JobState>, Query, description = "Only jobs in this state."),
+        ("kind" = Option<String>, Query, description = "Only jobs of this kind."),
+        ("limit" = Option<i64>, Query, description = "At most this many (default 100; clamped to 0-1000)."),
+    ),
+    security(("bearer" = []), ("token_query" = [])),
+    responses(
+        (status = 200, description = "Jobs, newest first.", body = Vec<JobRecord>),
+        Unauthorized, Timeout, Invalid, Unavailable,
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     Caller(actor): Caller,
@@ -294,6 +366,19 @@ async fn list(
     Ok(Json(state.jobs.list(&actor, &filter).await?))
 }
 
+/// One job.
+#[utoipa::path(
+    get,
+    path = "/api/jobs/{id}",
+    operation_id = "get_job",
+    tag = "jobs",
+    params(("id" = Uuid, Path, description = "The job.")),
+    security(("bearer" = []), ("token_query" = [])),
+    responses(
+        (status = 200, description = "The job.", body = JobRecord),
+        Unauthorized, NotFound, Timeout, Unavailable,
+    )
+)]
 async fn read(
     State(state): State<AppState>,
     Caller(actor): Caller,
@@ -302,6 +387,19 @@ async fn read(
     Ok(Json(state.jobs.get(&actor, parse_id(&id)?).await?))
 }
 
+/// Asks a job to stop: a queued job is cancelled at once, a running one at its next checkpoint.
+#[utoipa::path(
+    post,
+    path = "/api/jobs/{id}/cancel",
+    operation_id = "cancel_job",
+    tag = "jobs",
+    params(("id" = Uuid, Path, description = "The job.")),
+    security(("bearer" = []), ("token_query" = [])),
+    responses(
+        (status = 202, description = "Cancelled, or asked to stop (`cancel_requested`).", body = JobRecord),
+        Unauthorized, NotFound, Timeout, Conflict, RateLimited, Unavailable,
+    )
+)]
 async fn cancel(
     State(state): State<AppState>,
     Writer(actor): Writer,
@@ -311,6 +409,24 @@ async fn cancel(
     Ok(accepted(job, false))
 }
 
+/// The file a job produced (exports).
+#[utoipa::path(
+    get,
+    path = "/api/jobs/{id}/result",
+    operation_id = "job_result",
+    tag = "jobs",
+    params(("id" = Uuid, Path, description = "The job.")),
+    security(("bearer" = []), ("token_query" = [])),
+    responses(
+        (status = 200, description = "The file, as an attachment.",
+            content(
+                (String = "text/csv"),
+                (Vec<Value> = "application/json"),
+            ),
+            headers(("Content-Disposition" = String, description = "`attachment; filename=\"…\"`"))),
+        Unauthorized, NotFound, Timeout, Conflict, Unavailable,
+    )
+)]
 async fn result(
     State(state): State<AppState>,
     Caller(actor): Caller,

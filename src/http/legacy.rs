@@ -1,23 +1,43 @@
 //! `POST /update_task`, kept for seed-era clients: `{"task_id", "user_email", …fields}`
 //! updates the task like `PATCH /api/tasks/{id}` and answers with the task.
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::post;
-use axum::{Json, Router};
 use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::caller::Writer;
 use super::extract::JsonBody;
+use super::openapi::errors::{
+    BadJson, Invalid, NotFound, NotJson, RateLimited, Timeout, TooLarge, Unauthorized, Unavailable,
+};
+use super::openapi::schemas::LegacyUpdateBody;
 use crate::domain::error::{Error, Result};
 use crate::domain::service::parse_task_id;
 use crate::domain::task::{Task, parse_email};
 
-/// The legacy route.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/update_task", post(update_task))
+/// The legacy route, with its description.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(update_task))
 }
 
+/// The seed-era update: `PATCH /api/tasks/{task_id}` with the id in the body, notifying
+/// `user_email`.
+#[utoipa::path(
+    post,
+    path = "/update_task",
+    operation_id = "update_task_legacy",
+    tag = "tasks",
+    request_body(content = LegacyUpdateBody, content_type = "application/json"),
+    security(("bearer" = []), ("token_query" = [])),
+    responses(
+        (status = 200, description = "The updated task.", body = Task),
+        BadJson, Unauthorized, NotFound, Timeout, TooLarge, NotJson, Invalid, RateLimited,
+        Unavailable,
+    )
+)]
 async fn update_task(
     State(state): State<AppState>,
     Writer(actor): Writer,

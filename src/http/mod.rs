@@ -1,6 +1,11 @@
 //! HTTP: one `router()` per resource, merged here with the cross-cutting layers (tracing,
 //! metrics, CORS, body limit, timeout) and the Socket.IO layer on the same router.
 //!
+//! Every REST, SSE and ops route is registered through utoipa-axum's `OpenApiRouter` with its
+//! `#[utoipa::path]`, so the OpenAPI document (`openapi/`, served at `/api/openapi.json`, shown
+//! at `/api/docs` by `docs.rs`) is collected from the routes themselves; only the pages for
+//! people (the board, the docs page) are plain routes.
+//!
 //! Layout: `tasks.rs` (task resource), `legacy.rs` (`POST /update_task`), `presence.rs`
 //! (socket stats), `notifications.rs` (the outbox), `jobs.rs` (background jobs), `sse/` (the task and job event streams), `caller.rs` (who is calling), `client_addr.rs` (the client address behind trusted proxies), `health.rs` (ops endpoints), `extract.rs` (body and
 //! header extractors), `error.rs` (error → response), `middleware.rs` (metrics, CORS, 404s), `socket_runtime.rs` (Socket.IO requests onto the
@@ -9,6 +14,7 @@
 mod board;
 mod caller;
 mod client_addr;
+mod docs;
 mod error;
 mod extract;
 mod health;
@@ -17,6 +23,7 @@ mod jobs;
 mod legacy;
 mod middleware;
 mod notifications;
+pub mod openapi;
 mod presence;
 pub mod serve;
 mod socket_runtime;
@@ -33,6 +40,9 @@ use socketioxide::layer::SocketIoLayer;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::status_of;
 
@@ -71,17 +81,10 @@ pub struct AppState {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
-/// The complete HTTP surface: REST, ops endpoints and Socket.IO (through `socketio`).
-/// Socket.IO requests are served on `realtime` (see [`crate::realtime::runtime`]) and carry
-/// `sessions`, which engine.io attaches itself to so that shutdown can end every session.
-pub fn router(
-    state: AppState,
-    socketio: SocketIoLayer,
-    sessions: SessionCloser,
-    realtime: Handle,
-) -> Router {
-    let settings = state.settings.clone();
-    let rest = Router::new()
+/// Every documented route: REST within the request timeout, then the SSE streams (outside it,
+/// a stream lasts as long as its client), the ops endpoints and the document itself.
+fn api_router(settings: &Settings) -> OpenApiRouter<AppState> {
+    let rest = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(tasks::router())
         .merge(legacy::router())
         .merge(presence::router())
@@ -92,10 +95,26 @@ pub fn router(
                 .layer(HandleErrorLayer::new(middleware::timed_out))
                 .timeout(settings.request_timeout()),
         );
-    let mut routes = Router::new()
-        .merge(rest)
-        .merge(sse::router())
-        .merge(health::router());
+    rest.merge(sse::router())
+        .merge(health::router())
+        .routes(routes!(openapi::document))
+}
+
+/// The complete HTTP surface: REST, ops endpoints and Socket.IO (through `socketio`).
+/// Socket.IO requests are served on `realtime` (see [`crate::realtime::runtime`]) and carry
+/// `sessions`, which engine.io attaches itself to so that shutdown can end every session.
+pub fn router(
+    state: AppState,
+    socketio: SocketIoLayer,
+    sessions: SessionCloser,
+    realtime: Handle,
+) -> Router {
+    let settings = state.settings.clone();
+    let (routes, document) = api_router(&settings).split_for_parts();
+    let document = openapi::finish(document, &settings);
+    let mut routes = routes
+        .layer(Extension(openapi::DocumentJson::new(&document)))
+        .merge(docs::router());
     if settings.board {
         routes = routes.merge(board::router());
     }

@@ -1,15 +1,20 @@
 //! `/api/notifications`: what the outbox holds for the caller's workspace, one notification
 //! with its attempts, and a manual retry.
 
+use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::AppState;
 use super::caller::{Caller, Writer};
+use super::openapi::errors::{
+    Conflict, Invalid, NotFound, RateLimited, Timeout, Unauthorized, Unavailable,
+};
 use super::tasks::query_pairs;
 use crate::domain::error::{Error, Result};
 use crate::domain::notification::{Attempt, Notification, Status};
@@ -21,19 +26,20 @@ const DEFAULT_LIMIT: i64 = 100;
 /// The largest `limit` accepted.
 const MAX_LIMIT: i64 = 1000;
 
-/// Notification routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/notifications", get(list))
-        .route("/api/notifications/{id}", get(read))
-        .route("/api/notifications/{id}/retry", post(retry))
+/// Notification routes, with their descriptions.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(read))
+        .routes(routes!(retry))
 }
 
 /// A notification with its attempts.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Detail {
     #[serde(flatten)]
     notification: Notification,
+    /// Every delivery attempt so far, oldest first.
     attempts_log: Vec<Attempt>,
 }
 
@@ -42,6 +48,24 @@ fn parse_id(raw: &str) -> Result<Uuid> {
         .map_err(|_| Error::NotFound(format!("notification {raw} does not exist")))
 }
 
+/// The caller's workspace's notifications, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/notifications",
+    operation_id = "list_notifications",
+    tag = "notifications",
+    params(
+        ("status" = Option<Status>, Query, description = "Only notifications in this delivery state."),
+        ("task_id" = Option<Uuid>, Query, description = "Only notifications about this task."),
+        ("limit" = Option<i64>, Query, minimum = 0, description = "At most this many (default 100, at most 1000)."),
+    ),
+    security(("bearer" = []), ("token_query" = [])),
+    responses(
+        (status = 200, description = "Notifications, newest first.", body = Vec<Notification>,
+            links(("GetNotification" = (operation_id = "get_notification", parameters(("id" = "$response.body#/0/id")))))),
+        Unauthorized, Timeout, Invalid, Unavailable,
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     Caller(actor): Caller,
@@ -89,6 +113,20 @@ async fn list(
     Ok(Json(rows))
 }
 
+/// One notification with its attempts.
+#[utoipa::path(
+    get,
+    path = "/api/notifications/{id}",
+    operation_id = "get_notification",
+    tag = "notifications",
+    params(("id" = Uuid, Path, description = "The notification (also its `webhook-id`).")),
+    security(("bearer" = []), ("token_query" = [])),
+    responses(
+        (status = 200, description = "The notification and its attempts.", body = Detail,
+            links(("RetryNotification" = (operation_id = "retry_notification", parameters(("id" = "$response.body#/id")))))),
+        Unauthorized, NotFound, Timeout, Unavailable,
+    )
+)]
 async fn read(
     State(state): State<AppState>,
     Caller(actor): Caller,
@@ -108,6 +146,19 @@ async fn read(
     }))
 }
 
+/// Queues a notification for another attempt now.
+#[utoipa::path(
+    post,
+    path = "/api/notifications/{id}/retry",
+    operation_id = "retry_notification",
+    tag = "notifications",
+    params(("id" = Uuid, Path, description = "The notification.")),
+    security(("bearer" = []), ("token_query" = [])),
+    responses(
+        (status = 202, description = "Queued; the notification as it is now.", body = Detail),
+        Unauthorized, NotFound, Timeout, Conflict, RateLimited, Unavailable,
+    )
+)]
 async fn retry(
     State(state): State<AppState>,
     Writer(actor): Writer,

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::domain::error::{Error, Result};
 
 /// Where a job is in its life. Every state but `queued` and `running` is final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Waiting for a worker.
@@ -76,7 +76,7 @@ impl JobState {
 }
 
 /// How far a job has come.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Progress {
     /// Units of work done.
     pub done: i64,
@@ -87,7 +87,7 @@ pub struct Progress {
 }
 
 /// Why a job did not succeed, in the same `{code, message}` shape as every API error.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobFailure {
     /// Stable machine-readable code.
     pub code: String,
@@ -109,7 +109,7 @@ pub struct ResultFile {
 }
 
 /// A job as stored and as clients see it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct JobRecord {
     /// Time-ordered UUID v7.
     pub id: Uuid,

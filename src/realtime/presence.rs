@@ -26,7 +26,8 @@ pub const PRESENCE_EVENT: &str = "presence";
 pub const ANONYMOUS: &str = "anonymous";
 
 /// A user as presence shows them.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[schema(as = PresenceUser)]
 pub struct User {
     /// The token's `sub` (or `anonymous`).
     pub id: String,
@@ -35,8 +36,9 @@ pub struct User {
 }
 
 /// `GET /api/tasks/socket/stats` data.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = PresenceStats)]
 pub struct Stats {
     /// Distinct users with at least one socket in the workspace.
     pub connected_users: usize,
@@ -47,7 +49,7 @@ pub struct Stats {
 }
 
 /// `GET /api/tasks/socket/users/{taskId}` data, also the `presence` event payload.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoomUsers {
     /// The task whose room this is.

@@ -15,6 +15,8 @@ use crate::domain::error::Result;
 use crate::http::AppState;
 use crate::http::caller::Caller;
 use crate::http::jobs::parse_id;
+use crate::http::openapi::errors::{NotFound, Unauthorized, Unavailable};
+use crate::http::openapi::schemas::ServerSentEvent;
 use crate::jobs::JobRecord;
 
 /// How often a job's stream re-reads the row, for jobs running in another process.
@@ -22,6 +24,19 @@ const STREAM_POLL: Duration = Duration::from_secs(1);
 
 /// SSE: the job as it is now, then each change, ending after the final state. A reconnect
 /// starts again from the current state (no replay of earlier progress).
+#[utoipa::path(
+    get,
+    path = "/api/jobs/{id}/events",
+    operation_id = "job_events",
+    tag = "jobs",
+    description = "Server-Sent Events: unnamed events whose data is the job JSON, the current state first, then each change; the stream ends after the final state.",
+    params(("id" = Uuid, Path, description = "The job.")),
+    security(("bearer" = []), ("token_query" = [])),
+    responses(
+        (status = 200, description = "A `text/event-stream` of job JSON, ending after the final state.", content_type = "text/event-stream", body = ServerSentEvent),
+        Unauthorized, NotFound, Unavailable,
+    )
+)]
 pub(super) async fn events(
     State(state): State<AppState>,
     Caller(actor): Caller,

@@ -8,23 +8,24 @@ mod tasks;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::Router;
 use axum::http::HeaderValue;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 
-/// The SSE routes; outside the request timeout, since a stream lasts as long as its client.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/tasks/stream", get(tasks::stream))
-        .route("/task_updates", get(tasks::stream))
-        .route("/api/jobs/{id}/events", get(jobs::events))
+/// The SSE routes, with their descriptions; outside the request timeout, since a stream lasts
+/// as long as its client.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(tasks::stream))
+        .routes(routes!(tasks::task_updates))
+        .routes(routes!(jobs::events))
 }
 
 /// The response for a stream fed by `rx`: keep-alive comments every

@@ -20,6 +20,8 @@ use super::event_stream;
 use crate::domain::error::{Error, Result};
 use crate::http::AppState;
 use crate::http::caller::Caller;
+use crate::http::openapi::errors::{Invalid, Unauthorized, Unavailable};
+use crate::http::openapi::schemas::ServerSentEvent;
 use crate::http::tasks::query_pairs;
 use crate::realtime::frame::{Frame, ResyncRequired};
 use crate::realtime::replay::{LogCursor, Resume, resume_point};
@@ -66,6 +68,51 @@ fn options(headers: &HeaderMap, raw_query: Option<&str>) -> Result<Options> {
     })
 }
 
+/// `GET /task_updates`: the same stream under its seed-era name.
+#[utoipa::path(
+    get,
+    path = "/task_updates",
+    operation_id = "task_updates",
+    tag = "realtime",
+    description = "The stream of `GET /api/tasks/stream` under its seed-era name.",
+    params(
+        ("named" = Option<String>, Query, description = "`1` names each event (`event: task_updated`) instead of sending it unnamed."),
+        ("lastEventId" = Option<u64>, Query, description = "Resume after this sequence number (for EventSource, which cannot set headers)."),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this sequence number."),
+    ),
+    security(("bearer" = []), ("token_query" = [])),
+    responses(
+        (status = 200, description = "An endless `text/event-stream`.", content_type = "text/event-stream", body = ServerSentEvent),
+        Unauthorized, Invalid, Unavailable,
+    )
+)]
+pub(super) async fn task_updates(
+    state: State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    raw: RawQuery,
+) -> Result<Response> {
+    stream(state, caller, headers, raw).await
+}
+
+/// `GET /api/tasks/stream`: every committed change of the workspace, resumable.
+#[utoipa::path(
+    get,
+    path = "/api/tasks/stream",
+    operation_id = "task_stream",
+    tag = "realtime",
+    description = "Server-Sent Events: `retry: 3000` once, then one event per committed change with `id: <seq>` and `data: {\"type\": \"task_updated\", \"task\": {…}}` (unnamed unless `?named=1`), and a keep-alive comment every `SSE_KEEPALIVE_SECONDS`. `Last-Event-ID` (or `?lastEventId=`) replays what was missed first; if that is no longer kept, one `{\"type\": \"resync_required\"}` event comes instead. The stream never ends on its own.",
+    params(
+        ("named" = Option<String>, Query, description = "`1` names each event (`event: task_updated`) instead of sending it unnamed."),
+        ("lastEventId" = Option<u64>, Query, description = "Resume after this sequence number (for EventSource, which cannot set headers)."),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this sequence number."),
+    ),
+    security(("bearer" = []), ("token_query" = [])),
+    responses(
+        (status = 200, description = "An endless `text/event-stream`.", content_type = "text/event-stream", body = ServerSentEvent),
+        Unauthorized, Invalid, Unavailable,
+    )
+)]
 pub(super) async fn stream(
     State(state): State<AppState>,
     Caller(actor): Caller,
