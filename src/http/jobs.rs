@@ -50,9 +50,11 @@ fn accepted(job: JobRecord, location: bool) -> Response {
 }
 
 /// A submission in any of its three shapes.
-struct Submission {
-    kind: String,
-    request: JobRequest,
+pub(crate) struct Submission {
+    /// The job kind asked for.
+    pub(crate) kind: String,
+    /// Its params and upload.
+    pub(crate) request: JobRequest,
 }
 
 fn media_type(headers: &HeaderMap) -> String {
@@ -64,9 +66,9 @@ fn media_type(headers: &HeaderMap) -> String {
         .unwrap_or_default()
 }
 
-fn too_large(state: &AppState) -> Error {
+fn too_large(upload_limit: usize) -> Error {
     Error::PayloadTooLarge {
-        limit: state.settings.job_upload_limit,
+        limit: upload_limit,
     }
 }
 
@@ -74,33 +76,44 @@ impl FromRequest<AppState> for Submission {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
-        let mime = media_type(req.headers());
-        if mime == "multipart/form-data" {
-            let multipart = Multipart::from_request(req, state)
-                .await
-                .map_err(|e| Error::invalid("body", format!("malformed multipart body: {e}")))?;
-            return from_multipart(multipart, state).await;
-        }
-        let query = req.uri().query().map(str::to_owned);
-        let is_json = mime == "application/json" || mime.ends_with("+json");
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                too_large(state)
-            } else {
-                Error::InvalidJson(rejection.body_text())
-            }
-        })?;
-        if is_json {
-            let body: Value =
-                serde_json::from_slice(&bytes).map_err(|e| Error::InvalidJson(e.to_string()))?;
-            return from_json(body);
-        }
-        if mime.is_empty() {
-            return Err(Error::UnsupportedMediaType);
-        }
-        // A raw file (`text/csv`, say) with kind and params in the query string.
-        from_raw(bytes, mime, query.as_deref())
+        read_submission(req, state, state.settings.job_upload_limit).await
     }
+}
+
+/// Reads a submission from the request, whatever its shape; `upload_limit` is only named in
+/// the 413 (the route's body limit enforces it). Generic over the state so it can be driven
+/// without a server.
+pub(crate) async fn read_submission<S: Send + Sync>(
+    req: Request,
+    state: &S,
+    upload_limit: usize,
+) -> Result<Submission> {
+    let mime = media_type(req.headers());
+    if mime == "multipart/form-data" {
+        let multipart = Multipart::from_request(req, state)
+            .await
+            .map_err(|e| Error::invalid("body", format!("malformed multipart body: {e}")))?;
+        return from_multipart(multipart, upload_limit).await;
+    }
+    let query = req.uri().query().map(str::to_owned);
+    let is_json = mime == "application/json" || mime.ends_with("+json");
+    let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large(upload_limit)
+        } else {
+            Error::InvalidJson(rejection.body_text())
+        }
+    })?;
+    if is_json {
+        let body: Value =
+            serde_json::from_slice(&bytes).map_err(|e| Error::InvalidJson(e.to_string()))?;
+        return from_json(body);
+    }
+    if mime.is_empty() {
+        return Err(Error::UnsupportedMediaType);
+    }
+    // A raw file (`text/csv`, say) with kind and params in the query string.
+    from_raw(bytes, mime, query.as_deref())
 }
 
 fn from_json(body: Value) -> Result<Submission> {
@@ -146,7 +159,7 @@ fn from_json(body: Value) -> Result<Submission> {
 
 /// Multipart: `kind`, optional `params` (JSON text), `file`, and any other text field as a
 /// param (`format`, `atomic`), so a plain HTML form can submit an import.
-async fn from_multipart(mut multipart: Multipart, state: &AppState) -> Result<Submission> {
+async fn from_multipart(mut multipart: Multipart, upload_limit: usize) -> Result<Submission> {
     let mut kind = None;
     let mut params = Map::new();
     let mut upload = None;
@@ -154,7 +167,7 @@ async fn from_multipart(mut multipart: Multipart, state: &AppState) -> Result<Su
         let field = multipart
             .next_field()
             .await
-            .map_err(|e| multipart_error(e, state, "body"))?;
+            .map_err(|e| multipart_error(e, upload_limit, "body"))?;
         let Some(field) = field else { break };
         let name = field.name().unwrap_or_default().to_owned();
         let filename = field.file_name().map(str::to_owned);
@@ -162,7 +175,7 @@ async fn from_multipart(mut multipart: Multipart, state: &AppState) -> Result<Su
         let bytes = field
             .bytes()
             .await
-            .map_err(|e| multipart_error(e, state, &name))?;
+            .map_err(|e| multipart_error(e, upload_limit, &name))?;
         let text = || {
             String::from_utf8(bytes.to_vec())
                 .map_err(|_| Error::invalid(name.clone(), format!("field `{name}` must be text")))
@@ -209,11 +222,11 @@ async fn from_multipart(mut multipart: Multipart, state: &AppState) -> Result<Su
 /// A multipart read that failed: over the upload limit → 413, anything else → 422 on `field`.
 fn multipart_error(
     err: axum::extract::multipart::MultipartError,
-    state: &AppState,
+    upload_limit: usize,
     field: &str,
 ) -> Error {
     if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        too_large(state)
+        too_large(upload_limit)
     } else {
         Error::invalid(field, format!("malformed multipart body: {err}"))
     }
