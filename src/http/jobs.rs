@@ -254,6 +254,10 @@ fn from_raw(bytes: Bytes, mime: String, query: Option<&str>) -> Result<Submissio
             }
         }
     }
+    // `?kind=` names no kind: the same 422 as a JSON or multipart submission without one.
+    if kind.is_empty() {
+        return Err(Error::invalid("kind", "field `kind` is required"));
+    }
     Ok(Submission {
         kind,
         request: JobRequest {
@@ -353,4 +357,26 @@ async fn result(
     });
     let body = Body::from_stream(parts);
     Ok((headers, body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_raw_upload_with_an_empty_kind_is_refused_naming_kind() {
+        for query in ["kind=&format=csv", "kind=%20%20"] {
+            let err = from_raw(
+                Bytes::from_static(b"title\nx\n"),
+                "text/csv".into(),
+                Some(query),
+            )
+            .err()
+            .expect("an empty kind is refused");
+            assert_eq!(err.field(), Some("kind"), "{query}");
+        }
+        let ok = from_raw(Bytes::from_static(b"title\nx\n"), "text/csv".into(), None)
+            .expect("no kind means import");
+        assert_eq!(ok.kind, "import");
+    }
 }
