@@ -68,6 +68,8 @@ for target in "${targets[@]}"; do
     -print_final_stats=1 "${dict[@]}" >"$log" 2>&1 || status=$?
   runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)"
   rate="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)"
+  # How long it really ran: a crash ends a run early.
+  took="$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -n 1)"
   if [ -z "$runs" ]; then
     # A crash ends the run before the final stats; the last status line has the count.
     runs="$(grep -oE '^#[0-9]+' "$log" | tail -n 1 | tr -d '#')"
@@ -81,7 +83,7 @@ for target in "${targets[@]}"; do
     outcome="CRASHED (exit $status${artifact:+, fuzz/artifacts/$target/$artifact})"
   fi
   results+=("$(printf '%-16s %6ss %12s runs %9s exec/s  %s' \
-    "$target" "$SECONDS_EACH" "${runs:-?}" "${rate:-?}" "$outcome")")
+    "$target" "${took:--}" "${runs:-?}" "${rate:-?}" "$outcome")")
 done
 
 echo

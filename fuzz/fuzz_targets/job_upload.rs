@@ -32,7 +32,7 @@ fn split_at_nul(data: &[u8]) -> (&[u8], &[u8]) {
 
 fn request(data: &[u8]) -> Option<Request> {
     let (&shape, rest) = data.split_first()?;
-    let builder = Request::builder().method("POST");
+    let builder = http::Request::builder().method("POST");
     let builder = match shape % 3 {
         0 => builder
             .uri("/api/jobs")

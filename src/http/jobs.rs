@@ -169,7 +169,14 @@ async fn from_multipart(mut multipart: Multipart, upload_limit: usize) -> Result
             .await
             .map_err(|e| multipart_error(e, upload_limit, "body"))?;
         let Some(field) = field else { break };
-        let name = field.name().unwrap_or_default().to_owned();
+        // A part without a name (no or a malformed Content-Disposition) cannot be a field.
+        let Some(name) = field.name().filter(|n| !n.is_empty()).map(str::to_owned) else {
+            return Err(Error::invalid(
+                "body",
+                "every part of a multipart body needs a name (Content-Disposition: form-data; \
+                 name=\"…\")",
+            ));
+        };
         let filename = field.file_name().map(str::to_owned);
         let content_type = field.content_type().map(str::to_owned);
         let bytes = field
@@ -378,5 +385,26 @@ mod tests {
         let ok = from_raw(Bytes::from_static(b"title\nx\n"), "text/csv".into(), None)
             .expect("no kind means import");
         assert_eq!(ok.kind, "import");
+    }
+
+    #[tokio::test]
+    async fn a_multipart_part_without_a_name_is_refused_naming_the_body() {
+        // The second part's Content-Disposition is garbled, so it has no name. It used to be
+        // kept as a param named "" (or, when not text, a 422 naming the field "").
+        let body = "--b\r\nContent-Disposition: form-data; name=\"kind\"\r\n\r\nimport\r\n\
+                    --b\r\nContent-Disposition: for;ad- mtaname=\"file\"\r\n\r\n\u{94}\r\n\
+                    --b--\r\n";
+        let req = axum::http::Request::builder()
+            .method("POST")
+            .uri("/api/jobs")
+            .header(header::CONTENT_TYPE, "multipart/form-data; boundary=b")
+            .body(Body::from(body))
+            .expect("a valid request");
+        let err = read_submission(req, &(), 1024)
+            .await
+            .err()
+            .expect("a nameless part is refused");
+        assert_eq!(err.code(), "validation_failed");
+        assert_eq!(err.field(), Some("body"));
     }
 }
