@@ -22,6 +22,9 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod domain;
+/// Entry points for the fuzz targets in `fuzz/`; not a supported API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod jobs;
 pub mod notify;

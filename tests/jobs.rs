@@ -795,6 +795,24 @@ async fn bad_job_requests_get_clear_errors(backend: Backend) {
         .unwrap();
     assert_eq!(res.status(), 422);
 
+    // A JSON file whose array splits but one of whose rows is no readable value (a lone
+    // surrogate) is refused at submission, not left to fail the job.
+    let form = reqwest::multipart::Form::new().text("kind", "import").part(
+        "file",
+        reqwest::multipart::Part::bytes(br#"[{"title": "a"}, {"title": "\ud800"}]"#.to_vec())
+            .file_name("tasks.json"),
+    );
+    let res = app
+        .http
+        .post(app.url("/api/jobs"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let err: Value = res.json().await.unwrap();
+    assert_eq!(err["error"]["field"], "file", "{err}");
+
     // A result that does not exist yet is a conflict, not a crash.
     let slow = submit(
         &app,

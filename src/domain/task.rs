@@ -399,26 +399,41 @@ pub fn parse_email(value: &Value, field: &str) -> Result<Option<String>> {
     Ok(Some(email))
 }
 
+/// The years a stored date or timestamp may fall in, in UTC. RFC 3339 and `YYYY-MM-DD` have
+/// four-digit years; outside them chrono writes `+10000-…` or `-0001-…`, which the API's own
+/// parsers refuse and which sorts wrongly as text, so such a value could be stored but never
+/// sent back (an exported file would not import, a task read with GET could not be PUT).
+pub const STORABLE_YEARS: std::ops::RangeInclusive<i32> = 0..=9999;
+
 /// A due date is a calendar date (`2026-12-01`) or an RFC 3339 timestamp, normalised to UTC.
+/// Either must fall in [`STORABLE_YEARS`] once in UTC, so the normalised form parses back.
 fn parse_due_date(value: &Value) -> Result<Option<String>> {
     let Some(raw) = optional_text(value, "due_date", 64, true)? else {
         return Ok(None);
     };
-    if let Ok(date) = NaiveDate::parse_from_str(&raw, "%Y-%m-%d") {
-        return Ok(Some(date.format("%Y-%m-%d").to_string()));
-    }
-    if let Ok(ts) = DateTime::parse_from_rfc3339(&raw) {
-        return Ok(Some(
-            ts.with_timezone(&Utc)
-                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+    let (year, normalised) = if let Ok(date) = NaiveDate::parse_from_str(&raw, "%Y-%m-%d") {
+        (date.year(), date.format("%Y-%m-%d").to_string())
+    } else if let Ok(ts) = DateTime::parse_from_rfc3339(&raw) {
+        let utc = ts.with_timezone(&Utc);
+        (
+            utc.year(),
+            utc.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        )
+    } else {
+        return Err(Error::invalid(
+            "due_date",
+            format!(
+                "field `due_date` must be a date (YYYY-MM-DD) or an RFC 3339 timestamp (got {raw:?})"
+            ),
+        ));
+    };
+    if !STORABLE_YEARS.contains(&year) {
+        return Err(Error::invalid(
+            "due_date",
+            format!("field `due_date` must fall in the years 0000 to 9999 in UTC (got {raw:?})"),
         ));
     }
-    Err(Error::invalid(
-        "due_date",
-        format!(
-            "field `due_date` must be a date (YYYY-MM-DD) or an RFC 3339 timestamp (got {raw:?})"
-        ),
-    ))
+    Ok(Some(normalised))
 }
 
 #[cfg(test)]
@@ -566,6 +581,42 @@ mod tests {
         assert_eq!(p.due_date, Some(Some("2026-12-01".into())));
         let p = TaskPatch::from_json(&json!({"due_date": "2026-12-01T10:00:00+02:00"})).unwrap();
         assert_eq!(p.due_date, Some(Some("2026-12-01T08:00:00Z".into())));
+    }
+
+    #[test]
+    fn a_due_date_outside_four_digit_years_in_utc_is_refused() {
+        // The offset moves this past the end of year 9999 in UTC; it used to be stored as
+        // `+10000-01-01T04:00:00Z`, which the API itself then refused to read back.
+        for raw in [
+            "9999-12-31T23:00:00-05:00",
+            "0000-01-01T00:30:00+01:00",
+            "+10000-01-01",
+            "-0001-12-31",
+        ] {
+            let err = TaskPatch::from_json(&json!({ "due_date": raw })).unwrap_err();
+            assert_eq!(field_of(err), "due_date", "{raw}");
+        }
+        let p = TaskPatch::from_json(&json!({"due_date": "9999-12-31T23:00:00+05:00"})).unwrap();
+        assert_eq!(p.due_date, Some(Some("9999-12-31T18:00:00Z".into())));
+        let p = TaskPatch::from_json(&json!({"due_date": "0000-01-01"})).unwrap();
+        assert_eq!(p.due_date, Some(Some("0000-01-01".into())));
+    }
+
+    #[test]
+    fn a_normalised_due_date_reads_back_as_itself() {
+        for raw in [
+            "2026-12-01",
+            "2026-12-01T10:00:00.5+02:00",
+            "9999-12-31T23:59:59.999999999Z",
+            "2016-12-31T23:59:60Z",
+        ] {
+            let once = TaskPatch::from_json(&json!({ "due_date": raw })).unwrap();
+            let Some(Some(stored)) = once.due_date else {
+                panic!("{raw} has a due date")
+            };
+            let twice = TaskPatch::from_json(&json!({ "due_date": stored })).unwrap();
+            assert_eq!(twice.due_date, Some(Some(stored)), "{raw}");
+        }
     }
 
     #[test]

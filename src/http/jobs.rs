@@ -51,9 +51,11 @@ fn accepted(job: JobRecord, location: bool) -> Response {
 }
 
 /// A submission in any of its three shapes.
-struct Submission {
-    kind: String,
-    request: JobRequest,
+pub(crate) struct Submission {
+    /// The job kind asked for.
+    pub(crate) kind: String,
+    /// Its params and upload.
+    pub(crate) request: JobRequest,
 }
 
 fn media_type(headers: &HeaderMap) -> String {
@@ -65,9 +67,9 @@ fn media_type(headers: &HeaderMap) -> String {
         .unwrap_or_default()
 }
 
-fn too_large(state: &AppState) -> Error {
+fn too_large(upload_limit: usize) -> Error {
     Error::PayloadTooLarge {
-        limit: state.settings.job_upload_limit,
+        limit: upload_limit,
     }
 }
 
@@ -75,34 +77,45 @@ impl FromRequest<AppState> for Submission {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
-        check_query(req.uri().query())?;
-        let mime = media_type(req.headers());
-        if mime == "multipart/form-data" {
-            let multipart = Multipart::from_request(req, state)
-                .await
-                .map_err(|e| Error::invalid("body", format!("malformed multipart body: {e}")))?;
-            return from_multipart(multipart, state).await;
-        }
-        let query = req.uri().query().map(str::to_owned);
-        let is_json = mime == "application/json" || mime.ends_with("+json");
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                too_large(state)
-            } else {
-                Error::InvalidJson(rejection.body_text())
-            }
-        })?;
-        if is_json {
-            let body: Value =
-                serde_json::from_slice(&bytes).map_err(|e| Error::InvalidJson(e.to_string()))?;
-            return from_json(body);
-        }
-        if mime.is_empty() {
-            return Err(Error::UnsupportedMediaType);
-        }
-        // A raw file (`text/csv`, say) with kind and params in the query string.
-        from_raw(bytes, mime, query.as_deref())
+        read_submission(req, state, state.settings.job_upload_limit).await
     }
+}
+
+/// Reads a submission from the request, whatever its shape; `upload_limit` is only named in
+/// the 413 (the route's body limit enforces it). Generic over the state so it can be driven
+/// without a server.
+pub(crate) async fn read_submission<S: Send + Sync>(
+    req: Request,
+    state: &S,
+    upload_limit: usize,
+) -> Result<Submission> {
+    check_query(req.uri().query())?;
+    let mime = media_type(req.headers());
+    if mime == "multipart/form-data" {
+        let multipart = Multipart::from_request(req, state)
+            .await
+            .map_err(|e| Error::invalid("body", format!("malformed multipart body: {e}")))?;
+        return from_multipart(multipart, upload_limit).await;
+    }
+    let query = req.uri().query().map(str::to_owned);
+    let is_json = mime == "application/json" || mime.ends_with("+json");
+    let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large(upload_limit)
+        } else {
+            Error::InvalidJson(rejection.body_text())
+        }
+    })?;
+    if is_json {
+        let body: Value =
+            serde_json::from_slice(&bytes).map_err(|e| Error::InvalidJson(e.to_string()))?;
+        return from_json(body);
+    }
+    if mime.is_empty() {
+        return Err(Error::UnsupportedMediaType);
+    }
+    // A raw file (`text/csv`, say) with kind and params in the query string.
+    from_raw(bytes, mime, query.as_deref())
 }
 
 fn from_json(body: Value) -> Result<Submission> {
@@ -148,7 +161,7 @@ fn from_json(body: Value) -> Result<Submission> {
 
 /// Multipart: `kind`, optional `params` (JSON text), `file`, and any other text field as a
 /// param (`format`, `atomic`), so a plain HTML form can submit an import.
-async fn from_multipart(mut multipart: Multipart, state: &AppState) -> Result<Submission> {
+async fn from_multipart(mut multipart: Multipart, upload_limit: usize) -> Result<Submission> {
     let mut kind = None;
     let mut params = Map::new();
     let mut upload = None;
@@ -156,15 +169,22 @@ async fn from_multipart(mut multipart: Multipart, state: &AppState) -> Result<Su
         let field = multipart
             .next_field()
             .await
-            .map_err(|e| multipart_error(e, state, "body"))?;
+            .map_err(|e| multipart_error(e, upload_limit, "body"))?;
         let Some(field) = field else { break };
-        let name = field.name().unwrap_or_default().to_owned();
+        // A part without a name (no or a malformed Content-Disposition) cannot be a field.
+        let Some(name) = field.name().filter(|n| !n.is_empty()).map(str::to_owned) else {
+            return Err(Error::invalid(
+                "body",
+                "every part of a multipart body needs a name (Content-Disposition: form-data; \
+                 name=\"…\")",
+            ));
+        };
         let filename = field.file_name().map(str::to_owned);
         let content_type = field.content_type().map(str::to_owned);
         let bytes = field
             .bytes()
             .await
-            .map_err(|e| multipart_error(e, state, &name))?;
+            .map_err(|e| multipart_error(e, upload_limit, &name))?;
         let text = || {
             String::from_utf8(bytes.to_vec())
                 .map_err(|_| Error::invalid(name.clone(), format!("field `{name}` must be text")))
@@ -211,11 +231,11 @@ async fn from_multipart(mut multipart: Multipart, state: &AppState) -> Result<Su
 /// A multipart read that failed: over the upload limit → 413, anything else → 422 on `field`.
 fn multipart_error(
     err: axum::extract::multipart::MultipartError,
-    state: &AppState,
+    upload_limit: usize,
     field: &str,
 ) -> Error {
     if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        too_large(state)
+        too_large(upload_limit)
     } else {
         Error::invalid(field, format!("malformed multipart body: {err}"))
     }
@@ -267,6 +287,10 @@ fn from_raw(bytes: Bytes, mime: String, query: Option<&str>) -> Result<Submissio
                 params.insert(key, form_value(&value));
             }
         }
+    }
+    // `?kind=` names no kind: the same 422 as a JSON or multipart submission without one.
+    if kind.is_empty() {
+        return Err(Error::invalid("kind", "field `kind` is required"));
     }
     Ok(Submission {
         kind,
@@ -456,4 +480,47 @@ async fn result(
     });
     let body = Body::from_stream(parts);
     Ok((headers, body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_raw_upload_with_an_empty_kind_is_refused_naming_kind() {
+        for query in ["kind=&format=csv", "kind=%20%20"] {
+            let err = from_raw(
+                Bytes::from_static(b"title\nx\n"),
+                "text/csv".into(),
+                Some(query),
+            )
+            .err()
+            .expect("an empty kind is refused");
+            assert_eq!(err.field(), Some("kind"), "{query}");
+        }
+        let ok = from_raw(Bytes::from_static(b"title\nx\n"), "text/csv".into(), None)
+            .expect("no kind means import");
+        assert_eq!(ok.kind, "import");
+    }
+
+    #[tokio::test]
+    async fn a_multipart_part_without_a_name_is_refused_naming_the_body() {
+        // The second part's Content-Disposition is garbled, so it has no name. It used to be
+        // kept as a param named "" (or, when not text, a 422 naming the field "").
+        let body = "--b\r\nContent-Disposition: form-data; name=\"kind\"\r\n\r\nimport\r\n\
+                    --b\r\nContent-Disposition: for;ad- mtaname=\"file\"\r\n\r\n\u{94}\r\n\
+                    --b--\r\n";
+        let req = axum::http::Request::builder()
+            .method("POST")
+            .uri("/api/jobs")
+            .header(header::CONTENT_TYPE, "multipart/form-data; boundary=b")
+            .body(Body::from(body))
+            .expect("a valid request");
+        let err = read_submission(req, &(), 1024)
+            .await
+            .err()
+            .expect("a nameless part is refused");
+        assert_eq!(err.code(), "validation_failed");
+        assert_eq!(err.field(), Some("body"));
+    }
 }

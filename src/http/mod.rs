@@ -48,6 +48,9 @@ pub use error::status_of;
 
 pub use tasks::query_pairs;
 
+pub(crate) use jobs::read_submission;
+pub(crate) use sse::stream_options;
+
 pub use caller::{Caller, Writer};
 
 use crate::auth::Authenticator;

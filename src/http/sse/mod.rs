@@ -5,6 +5,8 @@
 mod jobs;
 mod tasks;
 
+pub(crate) use tasks::options as stream_options;
+
 use std::convert::Infallible;
 use std::time::Duration;
 

@@ -32,12 +32,17 @@ const STREAM_BUFFER: usize = 64;
 /// What `retry:` tells EventSource to wait before reconnecting.
 const RETRY: Duration = Duration::from_millis(3000);
 
-struct Options {
-    named: bool,
-    last_event_id: Option<i64>,
+/// How a client asked for its stream.
+pub(crate) struct Options {
+    /// Events carry their type as the SSE event name (`?named=1`).
+    pub(crate) named: bool,
+    /// The position to resume after (`Last-Event-ID` or `?lastEventId=`), never negative.
+    pub(crate) last_event_id: Option<i64>,
 }
 
-fn options(headers: &HeaderMap, raw_query: Option<&str>) -> Result<Options> {
+/// Reads the stream's options from the request; a `Last-Event-ID` that is not a sequence
+/// number is a 422, since resuming from a guess would skip or repeat events.
+pub(crate) fn options(headers: &HeaderMap, raw_query: Option<&str>) -> Result<Options> {
     let pairs = query_pairs(raw_query)?;
     let get = |key: &str| {
         pairs

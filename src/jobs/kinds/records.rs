@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::domain::error::{Error, Result};
-use crate::domain::task::{Actor, NewTask, Task, type_name};
+use crate::domain::task::{Actor, NewTask, STORABLE_YEARS, Task, type_name};
 
 /// File formats exports write and imports read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,9 +136,7 @@ impl<'a> RowReader<'a> {
     /// The next row, `None` after the last; a malformed CSV record is an error on `field`.
     pub fn next_row(&mut self, field: &str) -> Option<Result<Value>> {
         match self {
-            RowReader::Json(rows) => rows.next().map(|raw| {
-                serde_json::from_str(raw.get()).map_err(|e| Error::invalid(field, e.to_string()))
-            }),
+            RowReader::Json(rows) => rows.next().map(|raw| json_row(raw, field)),
             RowReader::Csv {
                 reader,
                 headers,
@@ -159,10 +157,24 @@ impl<'a> RowReader<'a> {
         }
     }
 
-    /// Checks a whole file and counts its rows, keeping none of them.
+    /// Checks a whole file and counts its rows, keeping none of them. Every row that
+    /// [`RowReader::next_row`] will read is read here once, so a file accepted at submission
+    /// cannot fail the job later on a row that is not readable.
     pub fn count(format: Format, bytes: &[u8], field: &str) -> Result<usize> {
         match RowReader::open(format, bytes, field)? {
-            RowReader::Json(rows) => Ok(rows.len()),
+            RowReader::Json(rows) => {
+                let total = rows.len();
+                for (i, raw) in rows.enumerate() {
+                    json_row(raw, field).map_err(|err| match err {
+                        Error::Validation { field, message } => Error::Validation {
+                            message: format!("row {}: {message}", i + 1),
+                            field,
+                        },
+                        other => other,
+                    })?;
+                }
+                Ok(total)
+            }
             RowReader::Csv {
                 mut reader,
                 mut record,
@@ -179,6 +191,14 @@ impl<'a> RowReader<'a> {
             }
         }
     }
+}
+
+/// One element of a JSON file as a value. Splitting the array only checks the syntax; a row
+/// can still be unreadable as a value: a string with a lone UTF-16 surrogate (`"\ud800"`),
+/// nesting deeper than serde_json's recursion limit, a number too large for an `f64`.
+fn json_row(raw: &serde_json::value::RawValue, field: &str) -> Result<Value> {
+    serde_json::from_str(raw.get())
+        .map_err(|e| Error::invalid(field, format!("unreadable JSON row: {e}")))
 }
 
 fn malformed(field: &str, err: csv::Error) -> Error {
@@ -213,12 +233,19 @@ pub fn task_from_row(row: &Value, actor: &Actor) -> Result<Task> {
     let time = |key: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>> {
         text(key)?
             .map(|raw| {
+                // In UTC the time must keep a four-digit year, or it would be stored in a
+                // form that neither the databases nor this parser read back.
                 chrono::DateTime::parse_from_rfc3339(&raw)
+                    .ok()
                     .map(|t| chrono::SubsecRound::trunc_subsecs(t.with_timezone(&chrono::Utc), 3))
-                    .map_err(|_| {
+                    .filter(|t| STORABLE_YEARS.contains(&chrono::Datelike::year(t)))
+                    .ok_or_else(|| {
                         Error::invalid(
                             key,
-                            format!("field `{key}` must be an RFC 3339 timestamp (got {raw:?})"),
+                            format!(
+                                "field `{key}` must be an RFC 3339 timestamp in the years 0000 \
+                                 to 9999 in UTC (got {raw:?})"
+                            ),
                         )
                     })
             })
@@ -239,7 +266,8 @@ pub fn task_from_row(row: &Value, actor: &Actor) -> Result<Task> {
     }
     let version = match fields.get("version") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => n.as_i64(),
+        // A fraction or a number beyond i64 is a wrong value, not an absent one.
+        Some(Value::Number(n)) => Some(n.as_i64().unwrap_or(0)),
         Some(Value::String(s)) if s.trim().is_empty() => None,
         Some(Value::String(s)) => Some(s.trim().parse::<i64>().unwrap_or(0)),
         Some(_) => Some(0),
@@ -293,6 +321,57 @@ mod tests {
         assert_eq!(err.field(), Some("version"));
         let err = task_from_row(&json!(7), &actor).unwrap_err();
         assert_eq!(err.field(), Some("row"));
+    }
+
+    #[test]
+    fn a_version_that_is_not_a_whole_number_is_refused() {
+        let actor = Actor::anonymous();
+        for version in [json!(1.5), json!(1e300), json!(u64::MAX)] {
+            let err = task_from_row(&json!({"title": "x", "version": version}), &actor)
+                .expect_err("a version that is no whole i64 is refused");
+            assert_eq!(err.field(), Some("version"), "{version}");
+        }
+        let task = task_from_row(&json!({"title": "x", "version": 4}), &actor).unwrap();
+        assert_eq!(task.version, 4);
+    }
+
+    #[test]
+    fn import_times_outside_four_digit_years_in_utc_are_refused() {
+        let actor = Actor::anonymous();
+        for (key, at) in [
+            ("created_at", "9999-12-31T23:00:00-05:00"),
+            ("updated_at", "0000-01-01T00:00:00+00:01"),
+        ] {
+            let err = task_from_row(&json!({"title": "x", key: at}), &actor).unwrap_err();
+            assert_eq!(err.field(), Some(key), "{at}");
+        }
+        let task = task_from_row(
+            &json!({"title": "x", "created_at": "9999-12-31T23:00:00+05:00"}),
+            &actor,
+        )
+        .unwrap();
+        assert_eq!(
+            crate::domain::event::format_at(task.created_at),
+            "9999-12-31T18:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_json_row_is_refused_when_the_file_is_counted() {
+        let deep = format!("[{}{}]", "[".repeat(200), "]".repeat(200));
+        for file in [
+            r#"[{"title": "a"}, {"title": "\ud800"}]"#.to_owned(),
+            r#"[{"title": "a", "n": 1e400}]"#.to_owned(),
+            deep,
+        ] {
+            // Splitting the array accepts each of these; reading the row as a value does not.
+            let mut rows = RowReader::open(Format::Json, file.as_bytes(), "file").unwrap();
+            let unreadable = std::iter::from_fn(|| rows.next_row("file")).any(|r| r.is_err());
+            assert!(unreadable, "{file}");
+            let err = RowReader::count(Format::Json, file.as_bytes(), "file").unwrap_err();
+            assert_eq!(err.field(), Some("file"), "{file}");
+            assert!(err.to_string().contains("row "), "{err}");
+        }
     }
 
     #[test]

@@ -45,6 +45,12 @@ pub fn since_of(payload: &Value) -> Result<Option<i64>> {
     }
 }
 
+/// The position a `sync` command asks to resume from; it must be given.
+pub(crate) fn sync_position(payload: Option<&Value>) -> Result<i64> {
+    let payload = payload.ok_or_else(|| Error::invalid("since", "expected {\"since\": n}"))?;
+    since_of(payload)?.ok_or_else(|| Error::invalid("since", "field `since` is required"))
+}
+
 /// The position a connecting socket resumes from; a malformed `since` counts as none.
 pub fn resume_from(auth: Option<&Value>) -> Option<i64> {
     auth.and_then(|a| since_of(a).ok().flatten())
@@ -58,9 +64,7 @@ pub async fn sync(
     hub: &Hub,
     ws: &str,
 ) -> Result<SyncBody> {
-    let payload = payload.ok_or_else(|| Error::invalid("since", "expected {\"since\": n}"))?;
-    let since =
-        since_of(&payload)?.ok_or_else(|| Error::invalid("since", "field `since` is required"))?;
+    let since = sync_position(payload.as_ref())?;
     // Stop live delivery while replaying; attaching at the end resumes it seamlessly.
     socket.leave(workspace_room(ws));
     socket.leave(seq_room(ws));

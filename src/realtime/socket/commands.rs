@@ -38,6 +38,30 @@ impl TaskCommand {
     }
 }
 
+/// What a task command asks for, read from its payload before anything is done. The body of
+/// a create or update is validated by the service, exactly as for REST.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Request<'a> {
+    /// Create a task from this body.
+    Create(&'a Value),
+    /// Apply this body to the task with this id.
+    Update(uuid::Uuid, &'a Value),
+    /// Delete the task with this id.
+    Delete(uuid::Uuid),
+}
+
+/// Reads a command's payload: which task it names, and the body to hand to the service.
+pub(crate) fn request(command: TaskCommand, payload: &Value) -> Result<Request<'_>> {
+    Ok(match command {
+        TaskCommand::Create => Request::Create(payload),
+        TaskCommand::Update => Request::Update(id_field(payload)?, payload),
+        TaskCommand::Delete => Request::Delete(match payload {
+            Value::String(raw) => parse_task_id(raw)?,
+            other => id_field(other)?,
+        }),
+    })
+}
+
 /// Runs a task command for the connection and answers with the task.
 pub async fn run(
     command: TaskCommand,
@@ -46,19 +70,10 @@ pub async fn run(
 ) -> Result<TaskBody> {
     let payload = readable(payload, "payload")?;
     let (svc, actor) = (&conn.ctx.service, &conn.actor);
-    let task = match command {
-        TaskCommand::Create => svc.create(actor, &payload).await?,
-        TaskCommand::Update => {
-            let id = id_field(&payload)?;
-            svc.update(actor, id, &payload, None).await?
-        }
-        TaskCommand::Delete => {
-            let id = match &payload {
-                Value::String(raw) => parse_task_id(raw)?,
-                other => id_field(other)?,
-            };
-            svc.delete(actor, id, None).await?
-        }
+    let task = match request(command, &payload)? {
+        Request::Create(body) => svc.create(actor, body).await?,
+        Request::Update(id, body) => svc.update(actor, id, body, None).await?,
+        Request::Delete(id) => svc.delete(actor, id, None).await?,
     };
     Ok(TaskBody { task })
 }

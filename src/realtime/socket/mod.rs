@@ -20,6 +20,9 @@ use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 
 pub use ack::{Ack, AckError};
+pub(crate) use catch_up::{since_of, sync_position};
+pub(crate) use commands::{Request as TaskRequest, TaskCommand, request as task_request};
+pub(crate) use rooms::{RoomCommand, task_id_of};
 
 use super::hub::{Hub, workspace_room};
 use super::presence::{ANONYMOUS, Presence, User};
@@ -31,8 +34,6 @@ use crate::domain::task::Actor;
 use crate::ratelimit::ConnectionLimit;
 use crate::telemetry::metric;
 use catch_up::{catch_up, resume_from};
-use commands::TaskCommand;
-use rooms::RoomCommand;
 
 /// What socket handlers share across all sockets.
 #[derive(Clone)]

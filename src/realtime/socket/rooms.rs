@@ -92,7 +92,7 @@ pub async fn announce(socket: &SocketRef, presence: &Presence, workspace: &str, 
 }
 
 /// The task id of a room command: a string, or an object with `taskId`, `task_id` or `id`.
-fn task_id_of(payload: &Value) -> Result<Uuid> {
+pub(crate) fn task_id_of(payload: &Value) -> Result<Uuid> {
     let raw = match payload {
         Value::String(raw) => Some(raw.as_str()),
         Value::Object(obj) => ["taskId", "task_id", "id"]
